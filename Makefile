@@ -1,0 +1,56 @@
+# pgo: build, test and package. "make run" starts a demo daemon; "make test" is the one test command.
+SHELL := /bin/bash
+VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+GO       ?= go
+PREFIX   ?= /usr/local
+FUZZTIME ?= 5s
+FUZZ_TARGETS = $(shell grep -ho '^func Fuzz[A-Za-z0-9_]*' *_test.go | sed 's/^func //')
+
+.PHONY: all build run test vet unit fuzz e2e bench deb install clean
+
+all: build
+
+build: pgo
+	ln -sf pgo pgod
+	ln -sf pgo pgoctl
+
+pgo: $(wildcard *.go) go.mod go.sum
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o pgo .
+
+run: build
+	./scripts/run-demo
+
+test: vet unit fuzz e2e
+
+vet:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed, skipped"; fi
+
+unit:
+	$(GO) test -count=1 ./...
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $$t for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) . || exit 1; \
+	done
+
+e2e: build
+	$(GO) test -tags e2e -count=1 -timeout 40m -run '^TestE2E' -v . 2>&1 | tee e2e.log | grep -E '^(=== RUN|--- |E2E SKIPPED|PASS|FAIL|ok )|_test.go:[0-9]+:'; exit $${PIPESTATUS[0]}
+
+bench: build
+	./scripts/bench
+
+deb: build
+	./debian/build-deb $(VERSION)
+
+install: build
+	install -D -m 0755 pgo $(DESTDIR)$(PREFIX)/bin/pgo
+	ln -sf pgo $(DESTDIR)$(PREFIX)/bin/pgod
+	ln -sf pgo $(DESTDIR)$(PREFIX)/bin/pgoctl
+	install -D -m 0644 pgo.8 $(DESTDIR)$(PREFIX)/share/man/man8/pgo.8
+
+clean:
+	rm -f pgo pgod pgoctl e2e.log *.deb

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"io"
+	"os/exec"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// This file is the contract between the SSH control plane (sshd.go, ops.go)
+// and the daemon (daemon.go): the daemon implements these interfaces, the
+// control plane only uses them, so each side can be tested without the other.
+
+// controller is the daemon as the SSH server sees it.
+type controller interface {
+	// lookup returns the service called name, or nil.
+	lookup(name string) serviceControl
+	// knownKey reports whether any service lists key in its deployed ssh/ directory.
+	knownKey(key ssh.PublicKey) bool
+}
+
+// serviceControl is one managed service as the SSH ops see it.
+type serviceControl interface {
+	// authorized reports whether key is in the deployed commit's ssh/*.pub.
+	authorized(key ssh.PublicKey) bool
+	// up clears the stop marker and deploys the last validated project.
+	up(ctx context.Context, stdout, stderr io.Writer) error
+	// down sets the stop marker and brings the project down.
+	down(ctx context.Context, stdout, stderr io.Writer) error
+	// gitPull fetches the branch, validates and deploys now, and says what happened.
+	gitPull(ctx context.Context, stdout, stderr io.Writer) error
+	// check renders and validates the deployed checkout and prints the violations.
+	check(ctx context.Context, stdout io.Writer) (ok bool, err error)
+	// status is a snapshot of the service's state.
+	status() serviceStatus
+	// compose prepares "docker compose" on the deployed project as the
+	// service's user, args appended. The project arrives on stdin; the caller
+	// sets Stdout and Stderr and must not touch Stdin.
+	compose(ctx context.Context, args ...string) (*exec.Cmd, error)
+	// docker prepares a plain "docker" command as the service's user (used
+	// for exec, which needs stdin for itself).
+	docker(ctx context.Context, args ...string) (*exec.Cmd, error)
+	// serialize runs f while no deploy and no other mutating op runs on the service.
+	serialize(ctx context.Context, f func() error) error
+}
+
+// serviceStatus is what the daemon knows of one service.
+type serviceStatus struct {
+	Name       string
+	Branch     string
+	Deployed   string    // commit of the running deployment, "" before the first
+	Upstream   string    // last commit seen on the branch upstream
+	LastSync   time.Time // last successful contact with upstream
+	LastDeploy time.Time // last deploy attempt
+	LastResult string    // "ok", "rejected", "failed", "rolled_back", "" before the first
+	LastError  string    // why the last sync or deploy failed, secrets redacted
+	Rejection  []string  // policy violations of the last rejected commit
+	Rejected   string    // that commit
+	Stopped    bool      // the stop marker is set
+	Running    int       // containers running
+	Desired    int       // containers that should run
+	ReloadErr  string    // last Caddy reload failure
+}
+
+// deploy results, as counted in metrics and shown in status.
+const (
+	resultOK         = "ok"
+	resultRejected   = "rejected"
+	resultFailed     = "failed"
+	resultRolledBack = "rolled_back"
+)

@@ -1,0 +1,64 @@
+// Command pgo is a GitOps daemon for Docker Compose. One binary plays three
+// parts: the daemon (pgod), the client (pgoctl) and an offline checker.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+const usage = `Usage:
+    pgo daemon [flags]        run the daemon (also: pgod [flags])
+    pgo ctl [flags] host:name//op [args...]
+                              drive a service over SSH (also: pgoctl ...)
+    pgo check [flags] [PATH]  validate pgo.toml and a compose project offline
+    pgo version               print the version
+    pgo help                  print this text
+
+Run "pgo daemon -h", "pgo ctl -h" or "pgo check -h" for each mode's flags.
+pgod runs as root under systemd, reads /etc/pgo.toml, clones every service's
+repository, checks its compose file against the security policy and keeps the
+branch deployed with "docker compose up". Teams drive their own service with
+pgoctl over pgod's SSH server (port 2222), authorised by the public keys in
+the ssh/ directory of their repository. See pgo(8).
+`
+
+// version is stamped at build time with -ldflags "-X main.version=...".
+var version = "devel"
+
+func main() {
+	os.Exit(run(os.Args, os.Stdout, os.Stderr))
+}
+
+// run picks the mode from argv[0] or the first argument and returns the exit code.
+func run(argv []string, stdout, stderr io.Writer) int {
+	switch filepath.Base(argv[0]) {
+	case "pgod":
+		return runDaemon(argv[1:], stdout, stderr)
+	case "pgoctl":
+		return runCtl(argv[1:], stdout, stderr)
+	}
+	if len(argv) < 2 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, args := argv[1], argv[2:]
+	switch cmd {
+	case "daemon":
+		return runDaemon(args, stdout, stderr)
+	case "ctl":
+		return runCtl(args, stdout, stderr)
+	case "check":
+		return runCheck(args, stdout, stderr)
+	case "version", "-v", "--version":
+		fmt.Fprintf(stdout, "pgo %s\n", version)
+		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "pgo: unknown command %q\n%s", cmd, usage)
+	return 2
+}
