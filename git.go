@@ -13,11 +13,11 @@ import (
 // user, with a clean environment and neither the global nor the system git
 // config: a team's repository must not be able to reach the host's settings.
 type repo struct {
-	dir     string   // the checkout, <dir>/<name>
-	url     string   // upstream; may hold credentials
-	branch  string   // tracked branch
-	acct    *account // runs git
-	secrets []string // scrubbed from every error
+	dir     string                          // the checkout, <dir>/<name>
+	url     string                          // upstream; may hold credentials
+	branch  string                          // tracked branch
+	acct    *account                        // runs git
+	secrets []string                        // scrubbed from every error
 	observe func(command string, err error) // counts commands for metrics; may be nil
 }
 
