@@ -165,8 +165,7 @@ type upstream struct {
 
 func newUpstream(t *testing.T) *upstream {
 	t.Helper()
-	root := t.TempDir()
-	os.Chmod(root, 0o755)
+	root := openTempDir(t)
 	u := &upstream{bare: filepath.Join(root, "upstream.git"), work: filepath.Join(root, "work")}
 	sh(t, root, "git", "init", "-q", "--bare", "-b", "main", u.bare)
 	sh(t, root, "git", "init", "-q", "-b", "main", u.work)
@@ -192,6 +191,15 @@ func (u *upstream) commit(t *testing.T, files map[string]string) string {
 	sh(t, u.work, "git", "commit", "-q", "--allow-empty", "-m", "change")
 	sh(t, u.work, "git", "push", "-q", u.bare, "HEAD:main")
 	return sh(t, u.work, "git", "rev-parse", "HEAD")
+}
+
+// openTempDir is a t.TempDir that service users can traverse: pgod runs git
+// and compose as them.
+func openTempDir(t *testing.T) string {
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	os.Chmod(filepath.Dir(dir), 0o755)
+	return dir
 }
 
 // freePort returns a loopback address nothing listens on right now.
@@ -232,8 +240,7 @@ func pgoBinary(t *testing.T) string {
 // poll interval unless extra sets one. It is stopped when the test ends.
 func startDaemon(t *testing.T, cfg string, extra ...string) *daemonProc {
 	t.Helper()
-	root := t.TempDir()
-	os.Chmod(root, 0o755)
+	root := openTempDir(t)
 	d := &daemonProc{
 		dir:     filepath.Join(root, "state"),
 		datadir: filepath.Join(root, "data"),
