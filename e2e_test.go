@@ -402,3 +402,5 @@ func TestE2EComposeUp(t *testing.T) {
 		t.Fatalf("httpd answered %q, want %q", got, "hello")
 	}
 }
+
+const sighup = syscall.SIGHUP
