@@ -29,7 +29,12 @@ func (w *worker) composeEnv() []string {
 // stdin) as the service's user. The project was validated; compose reads
 // nothing else that could change what runs.
 func (w *worker) composeCmd(ctx context.Context, project []byte, args ...string) *exec.Cmd {
-	full := append([]string{"compose", "-p", w.svc.Name, "-f", "-", "--project-directory", w.repo.dir}, args...)
+	return w.composeCmdIn(ctx, project, w.checkout, args...)
+}
+
+// composeCmdIn is composeCmd with another project directory (a staging worktree).
+func (w *worker) composeCmdIn(ctx context.Context, project []byte, dir string, args ...string) *exec.Cmd {
+	full := append([]string{"compose", "-p", w.svc.Name, "-f", "-", "--project-directory", dir}, args...)
 	cmd := w.acct.command(ctx, w.composeEnv(), w.d.flags.docker, full...)
 	cmd.Stdin = bytes.NewReader(project)
 	return cmd
@@ -38,7 +43,11 @@ func (w *worker) composeCmd(ctx context.Context, project []byte, args ...string)
 // runCompose runs compose with args on project. Its output goes to out (may be
 // nil); errors carry the end of compose's standard error.
 func (w *worker) runCompose(ctx context.Context, project []byte, out io.Writer, args ...string) error {
-	cmd := w.composeCmd(ctx, project, args...)
+	return w.runComposeIn(ctx, project, w.checkout, out, args...)
+}
+
+func (w *worker) runComposeIn(ctx context.Context, project []byte, dir string, out io.Writer, args ...string) error {
+	cmd := w.composeCmdIn(ctx, project, dir, args...)
 	var stderr bytes.Buffer
 	cmd.Stdout = out
 	cmd.Stderr = &stderr

@@ -38,6 +38,8 @@ type worker struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 
+	prepared bool // the last sync got past clone and mount; only touched under opLock
+
 	mu        sync.Mutex // guards the fields below
 	st        savedState
 	deployed  []byte // project running, canonical JSON
@@ -110,8 +112,9 @@ func (w *worker) run(ctx context.Context) {
 			return
 		}
 		next := jitter(w.d.flags.duration)
-		if err != nil && !w.repo.cloned() {
-			// The first clone is retried quickly and then less often, never given up.
+		if err != nil && !w.prepared {
+			// The first clone and the NFS mount are retried quickly and then
+			// less often, never given up; nothing deploys meanwhile.
 			next = min(backoff, next)
 			backoff = min(2*backoff, w.d.flags.duration)
 		} else {
@@ -188,9 +191,11 @@ func (w *worker) snapshot() (savedState, []byte, []byte) {
 // judge a new commit, deploy it or keep what runs running. force retries a
 // commit whose deploy failed before.
 func (w *worker) sync(ctx context.Context, out io.Writer, force bool) error {
+	w.prepared = false
 	if err := w.prepare(ctx); err != nil {
 		return w.failSync(out, err)
 	}
+	w.prepared = true
 	upstream, err := w.repo.upstream(ctx)
 	if err != nil {
 		return w.failSync(out, err)
@@ -201,10 +206,12 @@ func (w *worker) sync(ctx context.Context, out io.Writer, force bool) error {
 	switch {
 	case upstream == st.Rejected:
 		w.debugOrSay(out, force, "commit %s was rejected by the policy; waiting for a new one", short(upstream))
+	case upstream == st.Failed && !force:
+		w.debugOrSay(out, false, "commit %s failed to deploy before; waiting for a new one or a git pull", short(upstream))
 	case upstream != st.Validated || validated == nil:
 		if err := w.accept(ctx, out, upstream); err != nil {
-			if errors.Is(err, errRejected) {
-				return nil
+			if errors.Is(err, errRejected) || errors.Is(err, errReported) {
+				return w.repair(ctx, out)
 			}
 			return w.failSync(out, err)
 		}
@@ -266,7 +273,11 @@ func (w *worker) ensureDirs() error {
 	return os.Chown(docker, int(w.acct.UID), int(w.acct.GID))
 }
 
-var errRejected = errors.New("rejected")
+// errRejected and errReported end a sync whose outcome is recorded already.
+var (
+	errRejected = errors.New("rejected")
+	errReported = errors.New("reported")
+)
 
 // accept judges commit: render it in a staging worktree, and only when it
 // passes check it out and render it again from the live checkout (paths in the
@@ -283,13 +294,17 @@ func (w *worker) accept(ctx context.Context, out io.Writer, commit string) error
 	if err := w.repo.stage(ctx, stage, commit); err != nil {
 		return err
 	}
-	_, violations, err := renderProject(ctx, w.renderRequest(stage))
+	staged, violations, err := renderProject(ctx, w.renderRequest(stage))
+	if err == nil && w.refuse(out, commit, violations) {
+		err = errRejected
+	}
+	if err == nil {
+		// Images come before the checkout moves: a failed pull changes nothing.
+		err = w.pull(ctx, out, commit, staged, stage)
+	}
 	w.repo.unstage(ctx, stage)
 	if err != nil {
 		return err
-	}
-	if w.refuse(out, commit, violations) {
-		return errRejected
 	}
 	if err := w.repo.checkout(ctx, commit); err != nil {
 		return err
@@ -313,6 +328,28 @@ func (w *worker) accept(ctx context.Context, out io.Writer, commit string) error
 	w.update(func(s *savedState) { s.Validated = commit; s.LastError = "" })
 	w.loadKeys()
 	w.say(out, "commit %s passed the policy", short(commit))
+	return nil
+}
+
+// pull logs in to the registries and pulls the images of project (rendered
+// in dir) that are not there yet. A failure is recorded and retried on the
+// next poll; nothing else changes.
+func (w *worker) pull(ctx context.Context, out io.Writer, commit string, project []byte, dir string) error {
+	if err := w.acquireSlot(ctx); err != nil {
+		return err
+	}
+	defer w.releaseSlot()
+	err := w.login(ctx)
+	if err == nil {
+		err = w.runComposeIn(ctx, project, dir, out, "pull", "--quiet", "--ignore-buildable", "--policy", "missing")
+	}
+	if err != nil {
+		msg := redact(err.Error(), w.secrets)
+		w.update(func(s *savedState) { s.LastResult, s.LastError, s.LastDeploy = resultFailed, msg, time.Now() })
+		w.d.metrics.deploy(w.svc.Name, resultFailed)
+		w.say(out, "deploy of %s failed: %s", short(commit), msg)
+		return errReported
+	}
 	return nil
 }
 
@@ -364,10 +401,13 @@ func (w *worker) converge(ctx context.Context, out io.Writer, force bool) error 
 	if validated == nil {
 		return nil
 	}
-	changed := st.Deployed != st.Validated || !bytes.Equal(deployed, validated)
+	changed := !bytes.Equal(deployed, validated)
+	if !changed && st.Deployed != st.Validated {
+		// A commit that changes nothing that runs is deployed by saying so.
+		w.update(func(s *savedState) { s.Deployed = st.Validated })
+		w.say(out, "commit %s changes nothing that runs", short(st.Validated))
+	}
 	switch {
-	case changed && st.Validated == st.Failed && !force:
-		w.debugOrSay(out, false, "commit %s failed to deploy before; waiting for a new one or an up", short(st.Validated))
 	case changed && deployed != nil && !xPgoReload(validated) && !force:
 		w.debugOrSay(out, false, "commit %s is checked out; x-pgo reload is false, so it deploys on the next up", short(st.Validated))
 	case changed:
@@ -389,12 +429,6 @@ func (w *worker) deploy(ctx context.Context, out io.Writer) error {
 
 	if v := recheckPaths(project, w.renderRequest(w.checkout)); len(v) > 0 && w.svc.User != "root" {
 		return w.failDeploy(ctx, out, commit, fmt.Errorf("host paths changed since the check: %s", v[0]), false)
-	}
-	if err := w.login(ctx); err != nil {
-		return w.failDeploy(ctx, out, commit, err, false)
-	}
-	if err := w.runCompose(ctx, project, out, "pull", "--quiet", "--ignore-buildable", "--policy", "missing"); err != nil {
-		return w.failDeploy(ctx, out, commit, err, false)
 	}
 	if err := w.runCompose(ctx, project, out, "up", "-d", "--remove-orphans", "--quiet-pull"); err != nil {
 		return w.failDeploy(ctx, out, commit, err, true)
