@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,7 @@ type repo struct {
 	acct    *account                        // runs git
 	secrets []string                        // scrubbed from every error
 	observe func(command string, err error) // counts commands for metrics; may be nil
+	log     *slog.Logger                    // --debug shows each command
 }
 
 func (r *repo) env() []string {
@@ -35,6 +37,9 @@ func (r *repo) env() []string {
 // git runs git with args and returns its standard output. Errors carry git's
 // standard error, with the repository's credentials scrubbed.
 func (r *repo) git(ctx context.Context, args ...string) ([]byte, error) {
+	if r.log != nil {
+		r.log.Debug("run", "cmd", redact("git "+strings.Join(args, " "), r.secrets))
+	}
 	cmd := r.acct.command(ctx, r.env(), "git", args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

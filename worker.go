@@ -67,7 +67,7 @@ func newWorker(d *Daemon, svc *Service, acct *account) *worker {
 		trigger:  make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
-	w.repo = &repo{dir: w.checkout, url: svc.Repository, branch: svc.Branch, acct: acct, secrets: w.secrets,
+	w.repo = &repo{dir: w.checkout, url: svc.Repository, branch: svc.Branch, acct: acct, secrets: w.secrets, log: w.log,
 		observe: func(cmd string, err error) { d.metrics.command(svc.Name, cmd, err) }}
 	return w
 }
