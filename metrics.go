@@ -23,6 +23,7 @@ import (
 // The zero value is not usable; use newMetrics.
 type metrics struct {
 	statuses func() []serviceStatus // snapshot of every service, for the gauges
+	now      func() time.Time       // time.Now; tests substitute a clock
 
 	mu            sync.Mutex
 	commands      map[commandKey]uint64
@@ -46,6 +47,7 @@ var deployResults = []string{resultOK, resultRejected, resultFailed, resultRolle
 func newMetrics(statuses func() []serviceStatus) *metrics {
 	return &metrics{
 		statuses:      statuses,
+		now:           time.Now,
 		commands:      map[commandKey]uint64{},
 		commandErrors: map[commandKey]uint64{},
 		deploys:       map[resultKey]uint64{},
@@ -86,7 +88,7 @@ func (m *metrics) deploy(service, result string) {
 	case resultRejected:
 		m.rejections[service]++
 	case resultOK:
-		m.lastOK[service] = time.Now()
+		m.lastOK[service] = m.now()
 	}
 }
 
