@@ -67,15 +67,15 @@ func TestCaddySnippetClash(t *testing.T) {
 func TestCaddySnippetRefusesBadURLs(t *testing.T) {
 	for host, target := range map[string]string{
 		"a.example.org {\n\trespond hi\n}\nb.org": "web:80", // Caddyfile injection through the host
-		"a.example.org # comment":                "web:80",
-		"a.example.org/path":                     "web:80",
-		"":                                       "web:80",
-		"ok.example.org":                         "web",
-		"ok2.example.org":                        "web:0",
-		"ok3.example.org":                        "web:65536",
-		"ok4.example.org":                        "web:80 {",
-		"ok5.example.org":                        "we b:80",
-		"ok6.example.org":                        ":80",
+		"a.example.org # comment":                 "web:80",
+		"a.example.org/path":                      "web:80",
+		"":                                        "web:80",
+		"ok.example.org":                          "web",
+		"ok2.example.org":                         "web:0",
+		"ok3.example.org":                         "web:65536",
+		"ok4.example.org":                         "web:80 {",
+		"ok5.example.org":                         "we b:80",
+		"ok6.example.org":                         ":80",
 	} {
 		_, err := caddySnippet([]*Service{{Name: "x", URLs: map[string]string{host: target}}})
 		if err == nil {
