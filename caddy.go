@@ -191,7 +191,7 @@ func snippetPath(checkout, importFile string) (string, error) {
 func parseReload(reload string) (host, name string, args []string, err error) {
 	dest, command, ok := strings.Cut(reload, "//")
 	if !ok {
-		return "", "", nil, fmt.Errorf("reload %q: want host:name//exec service command...", reload)
+		return "", "", nil, fmt.Errorf("reload %q: want host:name//exec SERVICE COMMAND", reload)
 	}
 	i := strings.LastIndexByte(dest, ':')
 	if i < 0 {

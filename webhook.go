@@ -96,7 +96,7 @@ func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// verifyHook runs first and always, whatever the lookup said.
 	if !verifyHook(r.Header, body, secret) || !authorized {
 		// Logs may say why; the answer may not. slog quotes the name.
-		slog.Warn("webhook refused", "service", name, "known", known, "remote", r.RemoteAddr)
+		slog.Warn("webhook refused", "service", logName(name), "known", known, "remote", r.RemoteAddr)
 		h.record("", hookUnauthorized)
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusUnauthorized)
@@ -123,6 +123,15 @@ func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.record(name, hookTriggered)
 	w.WriteHeader(http.StatusAccepted)
 	io.WriteString(w, "accepted\n")
+}
+
+// logName bounds a name a caller chose before it goes into a log line.
+func logName(name string) string {
+	const max = 64
+	if len(name) > max {
+		return name[:max] + "..."
+	}
+	return name
 }
 
 var errTooLarge = errors.New("webhook body over 1 MiB")
