@@ -202,7 +202,13 @@ func (d *Daemon) start() error {
 			d.log.Error("ssh server stopped: " + err.Error())
 		}
 	}()
-	httpSrv := &http.Server{Handler: d.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	httpSrv := &http.Server{
+		Handler:           d.httpHandler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
 	go httpSrv.Serve(httpLn)
 	defer httpSrv.Close()
 
@@ -223,7 +229,7 @@ func (d *Daemon) loop(ctx context.Context) {
 	defer watch.Stop()
 	seen := fileStamp(d.flags.config)
 	for {
-		d.health.beat("main")
+		d.health.beat("main", 30*time.Second)
 		select {
 		case sig := <-sigs:
 			if sig != syscall.SIGHUP {
@@ -407,7 +413,7 @@ func (d *Daemon) remove(ctx context.Context, name string, unmountData bool) {
 		return
 	}
 	if unmountData {
-		if err := unmount(ctx, filepath.Join(d.flags.datadir, name)); err != nil {
+		if err := unmount(ctx, "umount", filepath.Join(d.flags.datadir, name)); err != nil {
 			d.log.Warn(fmt.Sprintf("[%s] unmount: %v", name, err))
 		}
 	}
@@ -424,7 +430,10 @@ func (d *Daemon) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", d.metrics)
 	mux.Handle("/healthz", d.health)
-	mux.Handle("/hook/", webhookHandler(d.hookTarget))
+	hooks := webhookHandler(d.hookTarget)
+	hooks.count = d.metrics.webhook
+	hooks.log = d.log
+	mux.Handle("/hook/", hooks)
 	return mux
 }
 
@@ -433,7 +442,7 @@ func (d *Daemon) hookTarget(name string) (hookTarget, bool) {
 	if w == nil || w.svc.WebhookSecret == "" {
 		return hookTarget{}, false
 	}
-	return hookTarget{Secret: w.svc.WebhookSecret, Branch: w.svc.Branch, Trigger: w.fire}, true
+	return hookTarget{Secret: w.svc.WebhookSecret, Branch: w.svc.Branch, Trigger: w.trigger.fire}, true
 }
 
 func (d *Daemon) worker(name string) *worker {

@@ -369,13 +369,3 @@ func TestReadKeysSkipsSymlinksAndJunk(t *testing.T) {
 		t.Errorf("problems = %q, want two (junk and the symlink)", problems)
 	}
 }
-
-func TestWorkerTriggersCoalesce(t *testing.T) {
-	w := &worker{trigger: make(chan struct{}, 1)}
-	for range 50 {
-		w.fire() // never blocks, even with nobody listening
-	}
-	if n := len(w.trigger); n != 1 {
-		t.Fatalf("50 triggers left %d pending syncs, want 1", n)
-	}
-}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -144,7 +143,7 @@ func (d *Daemon) updateCaddy() {
 		if !w.repo.cloned() {
 			continue
 		}
-		path, err := insideCheckout(w.checkout, w.svc.Import)
+		path, err := snippetPath(w.checkout, w.svc.Import)
 		if err != nil {
 			w.log.Error("caddy import: " + err.Error())
 			continue
@@ -166,31 +165,12 @@ func (d *Daemon) updateCaddy() {
 func (d *Daemon) reloadCaddy(*worker) { go d.updateCaddy() }
 
 // runReload runs a service's reload command, "host:name//exec SERVICE CMD...",
-// as an exec in the named service's project.
+// as "docker compose exec -T SERVICE CMD..." in the named service's project.
 func (d *Daemon) runReload(owner *worker) {
 	if owner.svc.Reload == "" {
 		return
 	}
-	_, target, ok := strings.Cut(owner.svc.Reload, ":")
-	name, op, ok2 := strings.Cut(target, "//")
-	fields := strings.Fields(op)
-	w := d.worker(name)
-	var err error
-	switch {
-	case !ok || !ok2 || len(fields) < 3 || fields[0] != "exec":
-		err = fmt.Errorf("reload %q is not host:name//exec SERVICE COMMAND", owner.svc.Reload)
-	case w == nil:
-		err = fmt.Errorf("reload: no service %q", name)
-	default:
-		var cmd *exec.Cmd
-		if cmd, err = w.compose(context.Background(), append([]string{"exec", "-T"}, fields[1:]...)...); err == nil {
-			var out []byte
-			out, err = cmd.CombinedOutput()
-			if err != nil {
-				err = fmt.Errorf("reload: %v: %s", err, lastLines(strings.TrimSpace(string(out)), 3))
-			}
-		}
-	}
+	err := d.execReload(owner.svc.Reload)
 	msg := ""
 	if err != nil {
 		msg = err.Error()
@@ -201,23 +181,21 @@ func (d *Daemon) runReload(owner *worker) {
 	owner.update(func(s *savedState) { s.ReloadErr = msg })
 }
 
-// insideCheckout resolves rel under checkout and refuses a path that a
-// committed symlink would lead elsewhere: pgod writes there as root.
-func insideCheckout(checkout, rel string) (string, error) {
-	path := filepath.Join(checkout, rel)
-	dir, err := filepath.EvalSymlinks(filepath.Dir(path))
+func (d *Daemon) execReload(reload string) error {
+	_, name, args, err := parseReload(reload)
 	if err != nil {
-		return "", err
+		return err
 	}
-	root, err := filepath.EvalSymlinks(checkout)
+	w := d.worker(name)
+	if w == nil {
+		return fmt.Errorf("reload: no service %q", name)
+	}
+	cmd, err := w.compose(context.Background(), append([]string{"exec", "-T"}, args...)...)
 	if err != nil {
-		return "", err
+		return fmt.Errorf("reload: %w", err)
 	}
-	if dir != root && !strings.HasPrefix(dir, root+string(filepath.Separator)) {
-		return "", fmt.Errorf("%s leads outside the checkout", rel)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("reload: %v: %s", err, lastLines(strings.TrimSpace(string(out)), 3))
 	}
-	if fi, err := os.Lstat(path); err == nil && !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("%s exists and is not a regular file", rel)
-	}
-	return filepath.Join(dir, filepath.Base(path)), nil
+	return nil
 }

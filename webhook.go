@@ -47,6 +47,8 @@ type webhook struct {
 	// unless the request was authenticated) and one of the hook* results;
 	// the daemon sets it to its metrics' webhook method.
 	count func(service, result string)
+	// log gets one line per request; the daemon sets its own logger.
+	log *slog.Logger
 	// decoy is the secret an unknown service is checked against, so that an
 	// unknown name costs the same work as a known one with a wrong
 	// signature. It is random and never sent, so it cannot match.
@@ -61,7 +63,7 @@ type webhook struct {
 func webhookHandler(lookup func(name string) (hookTarget, bool)) *webhook {
 	decoy := make([]byte, 32)
 	rand.Read(decoy) // never fails (crypto/rand, Go 1.24+)
-	return &webhook{lookup: lookup, decoy: decoy}
+	return &webhook{lookup: lookup, decoy: decoy, log: slog.New(slog.DiscardHandler)}
 }
 
 func (h *webhook) record(service, result string) {
@@ -96,7 +98,7 @@ func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// verifyHook runs first and always, whatever the lookup said.
 	if !verifyHook(r.Header, body, secret) || !authorized {
 		// Logs may say why; the answer may not. slog quotes the name.
-		slog.Warn("webhook refused", "service", logName(name), "known", known, "remote", r.RemoteAddr)
+		h.log.Warn("webhook refused", "service", logName(name), "known", known, "remote", r.RemoteAddr)
 		h.record("", hookUnauthorized)
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusUnauthorized)
@@ -105,20 +107,20 @@ func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ref, err := hookRef(r.Header.Get("Content-Type"), body)
 	if err != nil {
-		slog.Warn("webhook payload does not parse", "service", name, "err", err)
+		h.log.Warn("webhook payload does not parse", "service", name, "err", err)
 		h.record(name, hookBadRequest)
 		http.Error(w, "payload does not parse: "+err.Error(), http.StatusBadRequest)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if ref != "refs/heads/"+target.Branch {
-		slog.Info("webhook ignored: not a push to the tracked branch", "service", name, "ref", ref, "branch", target.Branch)
+		h.log.Info("webhook ignored: not a push to the tracked branch", "service", name, "ref", ref, "branch", target.Branch)
 		h.record(name, hookIgnored)
 		w.WriteHeader(http.StatusAccepted)
 		io.WriteString(w, "ignored: not a push to "+target.Branch+"\n")
 		return
 	}
-	slog.Info("webhook: fetch and deploy", "service", name, "ref", ref)
+	h.log.Info("webhook: fetch and deploy", "service", name, "ref", ref)
 	target.Trigger()
 	h.record(name, hookTriggered)
 	w.WriteHeader(http.StatusAccepted)

@@ -25,6 +25,25 @@ type hookFixture struct {
 	srv      *httptest.Server
 	triggers atomic.Int64
 	results  chan string
+	logs     lockedBuffer // what the handler logged
+}
+
+// lockedBuffer is a bytes.Buffer safe for the handler's goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func newHookFixture(t *testing.T) *hookFixture {
@@ -40,6 +59,7 @@ func newHookFixture(t *testing.T) *hookFixture {
 		return hookTarget{}, false
 	})
 	h.count = func(service, result string) { fx.results <- service + "/" + result }
+	h.log = slog.New(slog.NewTextHandler(&fx.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	mux := http.NewServeMux()
 	mux.Handle("/hook/", h)
 	fx.srv = httptest.NewServer(mux)
@@ -209,8 +229,6 @@ func TestWebhookUnknownIndistinguishable(t *testing.T) {
 }
 
 func TestWebhookSecretNeverShown(t *testing.T) {
-	var logs bytes.Buffer
-	withLogs(t, &logs)
 	fx := newHookFixture(t)
 	for _, p := range providers {
 		for _, body := range [][]byte{pushPayload("main"), pushPayload("other"), []byte("{")} {
@@ -221,8 +239,8 @@ func TestWebhookSecretNeverShown(t *testing.T) {
 			fx.post(t, "/hook/web", body, func(h http.Header) { p.sign(h, hookSecret+"x", body) })
 		}
 	}
-	if strings.Contains(logs.String(), hookSecret) || logs.Len() == 0 {
-		t.Errorf("logs hold the secret (or nothing was logged):\n%s", logs.String())
+	if logs := fx.logs.String(); strings.Contains(logs, hookSecret) || logs == "" {
+		t.Errorf("logs hold the secret (or nothing was logged):\n%s", logs)
 	}
 }
 
@@ -373,12 +391,4 @@ func FuzzWebhookPayload(f *testing.F) {
 			t.Errorf("ref %q from a body that does not name it: %q", ref, body)
 		}
 	})
-}
-
-// withLogs sends slog's default logger to w for the test's duration.
-func withLogs(t *testing.T, w io.Writer) {
-	t.Helper()
-	old := slog.Default()
-	slog.SetDefault(slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	t.Cleanup(func() { slog.SetDefault(old) })
 }

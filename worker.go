@@ -34,7 +34,7 @@ type worker struct {
 	state    statePaths // <dir>/.pgo/<name>
 
 	opLock  chan struct{} // held by the one operation running
-	trigger chan struct{} // a webhook or op asks for a sync; 1-buffered, so bursts coalesce
+	trigger *trigger      // a webhook asks for a sync; bursts coalesce into one
 	cancel  context.CancelFunc
 	done    chan struct{}
 
@@ -64,7 +64,7 @@ func newWorker(d *Daemon, svc *Service, acct *account) *worker {
 		stopFile: filepath.Join(d.flags.dir, svc.Name+".stop"),
 		state:    statePaths{filepath.Join(d.flags.dir, ".pgo", svc.Name)},
 		opLock:   make(chan struct{}, 1),
-		trigger:  make(chan struct{}, 1),
+		trigger:  newTrigger(),
 		done:     make(chan struct{}),
 	}
 	w.repo = &repo{dir: w.checkout, url: svc.Repository, branch: svc.Branch, acct: acct, secrets: w.secrets, log: w.log,
@@ -107,7 +107,11 @@ func (w *worker) run(ctx context.Context) {
 	defer close(w.done)
 	backoff := time.Second
 	for {
-		err := w.serialize(ctx, func() error { return w.sync(ctx, nil, false) })
+		err := w.serialize(ctx, func() error {
+			sctx, cancel := context.WithTimeout(ctx, syncTimeout)
+			defer cancel()
+			return w.sync(sctx, nil, false)
+		})
 		if ctx.Err() != nil {
 			return
 		}
@@ -120,18 +124,23 @@ func (w *worker) run(ctx context.Context) {
 		} else {
 			backoff = time.Second
 		}
-		w.d.health.beat("worker/" + w.svc.Name)
+		// A sync has an hour at most (see syncTimeout); a silent worker beyond that is stuck.
+		w.d.health.beat("worker/"+w.svc.Name, 2*w.d.flags.duration+syncTimeout)
 		timer := time.NewTimer(next)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
 			return
-		case <-w.trigger:
+		case <-w.trigger.C():
 			timer.Stop()
 		case <-timer.C:
 		}
 	}
 }
+
+// syncTimeout bounds one poll's work, pulls of large images included, so a
+// hung git or compose cannot hold a service forever.
+const syncTimeout = time.Hour
 
 // jitter spreads polls of many services over ±10% of the interval.
 func jitter(d time.Duration) time.Duration {
@@ -140,14 +149,6 @@ func jitter(d time.Duration) time.Duration {
 		return d
 	}
 	return d - d/10 + time.Duration(rand.Int64N(spread))
-}
-
-// fire asks for a sync soon without blocking; pending requests coalesce.
-func (w *worker) fire() {
-	select {
-	case w.trigger <- struct{}{}:
-	default:
-	}
 }
 
 // serialize runs f holding the service's operation lock.
