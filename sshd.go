@@ -504,9 +504,18 @@ func (s *sshServer) handleSession(ctx context.Context, conn *ssh.ServerConn, nc 
 					}
 				}
 				_ = req.Reply(false, nil)
-			case "shell", "subsystem":
-				fmt.Fprintf(ch.Stderr(), "Bad Request: pgod runs ops, not a %s; try NAME//ping\r\n", req.Type)
-				_ = req.Reply(false, nil)
+			case "shell":
+				// Accepted only to say why not: a refused shell request
+				// leaves OpenSSH's user with a bare "shell request failed".
+				if running {
+					_ = req.Reply(false, nil)
+					continue
+				}
+				_ = req.Reply(true, nil)
+				running = true
+				done = make(chan int, 1)
+				fmt.Fprintf(ch.Stderr(), "Bad Request: pgod runs ops, not a shell; try: ssh ... NAME//ping\r\n")
+				done <- exitBadRequest
 			default:
 				// env, x11-req, auth-agent-req@openssh.com, ...: refused.
 				_ = req.Reply(false, nil)

@@ -464,8 +464,12 @@ func TestSSHRefusesShellSubsystemAndForwarding(t *testing.T) {
 	sess, _ := c.NewSession()
 	var stderr bytes.Buffer
 	sess.Stderr = &stderr
-	if err := sess.Shell(); err == nil {
-		t.Errorf("shell request accepted")
+	if err := sess.Shell(); err != nil {
+		t.Fatal(err)
+	}
+	var ee *ssh.ExitError
+	if err := sess.Wait(); !errors.As(err, &ee) || ee.ExitStatus() != exitBadRequest || !strings.HasPrefix(stderr.String(), "Bad Request: pgod runs ops, not a shell") {
+		t.Errorf("shell: %v, %q; want exit %d and a Bad Request", err, stderr.String(), exitBadRequest)
 	}
 	sess.Close()
 	sess, _ = c.NewSession()
