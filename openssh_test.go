@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -176,4 +178,28 @@ func countLines(s, line string) int {
 		}
 	}
 	return n
+}
+
+// TestRunInPTYAsUser: the command runs as the service's user on a terminal
+// that user owns, in a session of its own, and its exit status comes back.
+func TestRunInPTYAsUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to switch users")
+	}
+	nobody := &account{Name: "nobody", UID: 65534, GID: 65534, Home: "/"}
+	cmd := nobody.command(context.Background(), []string{"PATH=/usr/bin:/bin"}, "sh", "-c",
+		`echo "uid $(id -u) owner $(stat -c %u "$(tty)") sid $(ps -o sid= -p $$ | tr -d ' ') pid $$"; exit 5`)
+	var out bytes.Buffer
+	o := &opRun{stdout: &out, pty: &ptyRequest{term: "xterm", size: winSize{cols: 80, rows: 24}}}
+	err := runInPTY(cmd, o)
+	if !errors.Is(err, exitStatus(5)) {
+		t.Errorf("exit: %v, want exit status 5", err)
+	}
+	var uid, owner, sid, pid string
+	if _, err := fmt.Sscanf(strings.TrimSpace(out.String()), "uid %s owner %s sid %s pid %s", &uid, &owner, &sid, &pid); err != nil {
+		t.Fatalf("output %q: %v", out.String(), err)
+	}
+	if uid != "65534" || owner != "65534" || sid != pid {
+		t.Errorf("uid %s, terminal owner %s, session %s of pid %s; want 65534, 65534 and its own session", uid, owner, sid, pid)
+	}
 }

@@ -205,14 +205,16 @@ type parsedFlag struct {
 }
 
 // compose renders the checked arguments for compose: flags first, in their
-// canonical spelling, then "--" so no positional can pass for a flag.
+// canonical spelling and with their value attached ("--since=-5m": a value
+// can never pass for a flag), then "--" so no positional can either.
 func (p parsedArgs) compose() []string {
 	var out []string
 	for _, f := range p.flags {
-		out = append(out, f.name)
 		if f.spec.check != nil {
-			out = append(out, f.value)
+			out = append(out, f.name+"="+f.value)
+			continue
 		}
+		out = append(out, f.name)
 	}
 	if len(p.positional) > 0 {
 		out = append(out, "--")
@@ -571,7 +573,7 @@ func runExec(ctx context.Context, o *opRun) error {
 	for _, f := range o.args.flags {
 		switch f.name {
 		case "--user", "--workdir", "--env":
-			args = append(args, f.name, f.value)
+			args = append(args, f.name+"="+f.value)
 		}
 	}
 	args = append(args, id)

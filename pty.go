@@ -121,6 +121,13 @@ func runInPTY(cmd *exec.Cmd, o *opRun) error {
 		_ = setWinSize(master, o.pty.size)
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	if cr := credential(cmd); cr != nil {
+		// The terminal belongs to whoever uses it, as with sshd.
+		if err := slave.Chown(int(cr.Uid), int(cr.Gid)); err != nil {
+			slave.Close()
+			return fmt.Errorf("pty: %w", err)
+		}
+	}
 	// A new session with the PTY as controlling terminal, so ^C and job
 	// control work inside. account.command set Setpgid and maybe a
 	// Credential: keep the credential; drop Setpgid, which setsid makes
@@ -184,4 +191,11 @@ func runInPTY(cmd *exec.Cmd, o *opRun) error {
 // Linux reports that as EIO: the normal end here, so the error is dropped.
 func copyPTYOutput(w io.Writer, master *os.File) {
 	_, _ = io.Copy(w, master)
+}
+
+func credential(cmd *exec.Cmd) *syscall.Credential {
+	if cmd.SysProcAttr == nil {
+		return nil
+	}
+	return cmd.SysProcAttr.Credential
 }

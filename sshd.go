@@ -109,7 +109,13 @@ func (s *sshServer) serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	// On shutdown, stop accepting and end the handshakes in flight now
+	// rather than at their deadline; authenticated connections close
+	// themselves (handleConn).
+	stop := context.AfterFunc(ctx, func() {
+		ln.Close()
+		pending.closeAll()
+	})
 	defer stop()
 	var backoff time.Duration
 	for {
@@ -141,6 +147,11 @@ func (s *sshServer) serve(ctx context.Context, ln net.Listener) error {
 func (s *sshServer) handleConn(ctx context.Context, c net.Conn, cfg *ssh.ServerConfig, limits sshLimits, pending *pendingConns) {
 	wc := &watchedConn{Conn: c, start: time.Now()}
 	pending.add(wc)
+	if ctx.Err() != nil { // accepted as the server shut down
+		pending.remove(wc)
+		c.Close()
+		return
+	}
 	_ = c.SetDeadline(wc.start.Add(limits.handshake))
 	conn, chans, reqs, err := ssh.NewServerConn(wc, cfg)
 	pending.remove(wc)
@@ -306,6 +317,14 @@ func (p *pendingConns) add(c *watchedConn) {
 	p.mu.Unlock()
 	if victim != nil {
 		victim.Close() // its handshake fails and its goroutine ends
+	}
+}
+
+func (p *pendingConns) closeAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		c.Close()
 	}
 }
 
