@@ -41,6 +41,10 @@ type sshLimits struct {
 	// sent a byte yet (or else the oldest): a flood of half-open connections
 	// then only ever pushes out its own, and a real client gets through.
 	unauthenticated int
+	// authenticated caps authenticated connections; past it a new one is
+	// closed right after its handshake. Only holders of a listed key get
+	// that far, but one leaked CI key must not exhaust the daemon.
+	authenticated int
 	// sessions caps concurrent sessions (ops) per connection.
 	sessions int
 	// idle closes an authenticated connection that has had no session for this long.
@@ -54,6 +58,7 @@ type sshLimits struct {
 var defaultSSHLimits = sshLimits{
 	handshake:       10 * time.Second,
 	unauthenticated: 64,
+	authenticated:   512,
 	sessions:        10, // OpenSSH's MaxSessions
 	idle:            5 * time.Minute,
 	keepalive:       30 * time.Second,
@@ -106,6 +111,7 @@ func (s *sshServer) serve(ctx context.Context, ln net.Listener) error {
 	cfg := s.config()
 	limits := s.limits
 	pending := &pendingConns{max: limits.unauthenticated, conns: map[*watchedConn]bool{}}
+	authenticated := &atomic.Int64{}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 
@@ -138,13 +144,13 @@ func (s *sshServer) serve(ctx context.Context, ln net.Listener) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.handleConn(ctx, c, cfg, limits, pending)
+			s.handleConn(ctx, c, cfg, limits, pending, authenticated)
 		}()
 	}
 }
 
 // handleConn runs one client connection: handshake under a deadline, then its sessions.
-func (s *sshServer) handleConn(ctx context.Context, c net.Conn, cfg *ssh.ServerConfig, limits sshLimits, pending *pendingConns) {
+func (s *sshServer) handleConn(ctx context.Context, c net.Conn, cfg *ssh.ServerConfig, limits sshLimits, pending *pendingConns, authenticated *atomic.Int64) {
 	wc := &watchedConn{Conn: c, start: time.Now()}
 	pending.add(wc)
 	if ctx.Err() != nil { // accepted as the server shut down
@@ -161,6 +167,13 @@ func (s *sshServer) handleConn(ctx context.Context, c net.Conn, cfg *ssh.ServerC
 		return
 	}
 	_ = c.SetDeadline(time.Time{})
+	defer authenticated.Add(-1)
+	if authenticated.Add(1) > int64(limits.authenticated) {
+		s.log.Warn("ssh: too many connections, closing one", "remote", c.RemoteAddr().String(),
+			"key", conn.Permissions.Extensions[extFingerprint], "max", limits.authenticated)
+		conn.Close()
+		return
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -646,3 +646,46 @@ func TestLoadOrCreateHostKey(t *testing.T) {
 		t.Errorf("garbage host key accepted")
 	}
 }
+
+func TestSSHConnectionCap(t *testing.T) {
+	key := newTestKey(t)
+	ts := startSSH(t, newFakeCtl(newFakeService("web", key.PublicKey())), func(l *sshLimits) { l.authenticated = 2 })
+	first, second := ts.mustDial(t, key), ts.mustDial(t, key)
+	third := ts.mustDial(t, key) // the handshake completes, then the server hangs up
+	if _, err := third.NewSession(); err == nil {
+		t.Errorf("third connection got a session with a cap of two")
+	}
+	for _, c := range []*ssh.Client{first, second} {
+		if out, _, status := runSSH(t, c, "web//ping"); status != 0 || !strings.HasPrefix(out, "pong!") {
+			t.Errorf("connection within the cap: %q, %d", out, status)
+		}
+	}
+	first.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := ts.dial(t, key)
+		if err == nil {
+			if _, _, status := runSSHMaybe(c, "web//ping"); status == 0 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no connection after one of two closed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// runSSHMaybe is runSSH for a connection that may be gone: status -1 then.
+func runSSHMaybe(c *ssh.Client, command string) (string, string, int) {
+	sess, err := c.NewSession()
+	if err != nil {
+		return "", "", -1
+	}
+	defer sess.Close()
+	out, err := sess.Output(command)
+	if err != nil {
+		return "", "", -1
+	}
+	return string(out), "", 0
+}
