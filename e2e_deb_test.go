@@ -18,6 +18,9 @@ import (
 	"testing"
 )
 
+// debWantsLink is what "systemctl enable pgod" creates.
+const debWantsLink = "/etc/systemd/system/multi-user.target.wants/pgod.service"
+
 // TestE2EDebInstallRemovePurge walks the package's life on this machine:
 // install, what is installed, remove (config and state stay), purge (gone).
 func TestE2EDebInstallRemovePurge(t *testing.T) {
@@ -78,10 +81,7 @@ func TestE2EDebInstallRemovePurge(t *testing.T) {
 
 	t.Run("not enabled", func(t *testing.T) {
 		// pgod must not start before the operator configured a service.
-		for _, p := range []string{
-			"/etc/systemd/system/multi-user.target.wants/pgod.service",
-			"/etc/systemd/system/pgod.service",
-		} {
+		for _, p := range []string{debWantsLink, "/etc/systemd/system/pgod.service"} {
 			if _, err := os.Lstat(p); err == nil {
 				t.Errorf("%s exists after install: the unit is enabled or masked", p)
 			}
@@ -132,6 +132,15 @@ func TestE2EDebInstallRemovePurge(t *testing.T) {
 		}
 	})
 
+	// The operator enables pgod (without starting it: this machine's pgod
+	// would have nothing to do); purge must not leave the link dangling.
+	if _, err := exec.LookPath("systemctl"); err == nil {
+		debRun(t, "systemctl", "enable", "pgod.service")
+		if _, err := os.Stat(debWantsLink); err != nil {
+			t.Errorf("systemctl enable pgod: %v", err)
+		}
+	}
+
 	// State an operator leaves behind must survive a remove.
 	const marker = "# edited by TestE2EDebInstallRemovePurge\n"
 	debAppend(t, "/etc/pgo.toml", marker)
@@ -164,7 +173,8 @@ func TestE2EDebInstallRemovePurge(t *testing.T) {
 		if got := debStatus(t); got != "" {
 			t.Errorf("after dpkg -P: status %q, want not installed", got)
 		}
-		for _, p := range []string{"/etc/pgo.toml", "/var/lib/pgo", "/etc/systemd/system/pgod.service", "/usr/share/doc/pgo"} {
+		for _, p := range []string{"/etc/pgo.toml", "/var/lib/pgo", "/usr/share/doc/pgo",
+			"/etc/systemd/system/pgod.service", debWantsLink} {
 			debWantGone(t, p)
 		}
 	})
