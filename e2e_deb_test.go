@@ -377,3 +377,72 @@ func debWantGone(t *testing.T, path string) {
 		t.Errorf("%s still exists", path)
 	}
 }
+
+// TestE2EDebExampleConfig checks the example /etc/pgo.toml with the real
+// parser: as shipped (all comments: no services), and with its example
+// service uncommented, which must use every key correctly and never print the
+// credentials it holds.
+func TestE2EDebExampleConfig(t *testing.T) {
+	debRun(t, "make", "build")
+	example, err := os.ReadFile("debian/pgo.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	check := func(name string, config []byte) string {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, config, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("./pgo", "check", "-c", path).CombinedOutput()
+		if err != nil {
+			t.Errorf("pgo check -c %s (%s): %v\n%s", path, name, err, out)
+		}
+		return string(out)
+	}
+	check("shipped.toml", example)
+
+	out := check("uncommented.toml", debUncomment(example))
+	if !strings.Contains(out, "shop") {
+		t.Errorf("pgo check does not list the example service:\n%s", out)
+	}
+	if strings.Contains(out, "TOKEN") || !strings.Contains(out, "***") {
+		t.Errorf("pgo check shows the repository's credentials instead of ***:\n%s", out)
+	}
+
+	// The README's configuration examples, together as one file.
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []byte
+	for _, m := range regexp.MustCompile("(?s)```toml\n(.*?)```").FindAllSubmatch(readme, -1) {
+		all = append(all, m[1]...)
+	}
+	if len(all) == 0 {
+		t.Fatal("README.md has no toml examples")
+	}
+	check("readme.toml", all)
+}
+
+// debUncomment turns the commented example service of pgo.toml into a live
+// one: from "# [[services]]" on, "# key = value" becomes "key = value" and
+// "# # prose" stays a comment.
+func debUncomment(example []byte) []byte {
+	var b strings.Builder
+	live := false
+	for _, line := range strings.SplitAfter(string(example), "\n") {
+		if strings.HasPrefix(line, "# [[services]]") {
+			live = true
+		}
+		if live {
+			line = strings.TrimPrefix(line, "# ")
+			if line == "#\n" {
+				line = "\n"
+			}
+		}
+		b.WriteString(line)
+	}
+	return []byte(b.String())
+}
