@@ -446,3 +446,40 @@ func debUncomment(example []byte) []byte {
 	}
 	return []byte(b.String())
 }
+
+// TestE2EDebVersion checks how build-deb turns git describe output into a
+// Debian version: valid, and ordered as the releases are.
+func TestE2EDebVersion(t *testing.T) {
+	debRequire(t, "bash", "dpkg")
+	of := func(describe string) string {
+		t.Helper()
+		return strings.TrimSpace(debRun(t, "./debian/build-deb", "--debian-version", describe))
+	}
+	for describe, want := range map[string]string{
+		"v1.2.3":                    "1.2.3",
+		"1.2.3":                     "1.2.3",
+		"v1.2.3-4-gabc1234":         "1.2.3+4+gabc1234",
+		"v1.2.3-4-gabc1234-dirty":   "1.2.3+4+gabc1234+dirty",
+		"v1.0-rc1":                  "1.0~rc1",
+		"v1.0-rc1-2-gabc1234":       "1.0~rc1+2+gabc1234",
+		"abc1234":                   "0~gitabc1234",
+		"abc1234-dirty":             "0~gitabc1234+dirty",
+		"devel":                     "0~devel",
+		"v2.0.0-beta.2-7-g0123abcd": "2.0.0~beta.2+7+g0123abcd",
+	} {
+		if got := of(describe); got != want {
+			t.Errorf("debian version of %q = %q, want %q", describe, got, want)
+		}
+	}
+	// Each is older than the next, as the builds happened.
+	history := []string{"abc1234", "v0.9.0", "v1.0-rc1", "v1.0-rc1-2-gabc1234", "v1.0", "v1.0-1-gdef5678", "v1.0.1"}
+	for i := 1; i < len(history); i++ {
+		older, newer := of(history[i-1]), of(history[i])
+		if err := exec.Command("dpkg", "--compare-versions", older, "lt", newer).Run(); err != nil {
+			t.Errorf("%s (%s) does not sort before %s (%s)", older, history[i-1], newer, history[i])
+		}
+	}
+	if out, err := exec.Command("./debian/build-deb", "--debian-version", "v1 2").CombinedOutput(); err == nil {
+		t.Errorf("build-deb accepted %q as a version: %s", "v1 2", out)
+	}
+}
