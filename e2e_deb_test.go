@@ -28,10 +28,7 @@ func TestE2EDebInstallRemovePurge(t *testing.T) {
 	debRequireClean(t)
 	deb := debBuild(t)
 
-	// Install everything the package holds, even where the machine's dpkg
-	// configuration excludes documentation (slim images do): the last
-	// matching --path-include/--path-exclude wins.
-	out := debRun(t, "dpkg", "--path-include=*", "-i", deb)
+	// Whatever happens below, leave the machine without the package.
 	t.Cleanup(func() {
 		if debStatus(t) != "" {
 			if out, err := exec.Command("dpkg", "-P", "pgo").CombinedOutput(); err != nil {
@@ -39,6 +36,10 @@ func TestE2EDebInstallRemovePurge(t *testing.T) {
 			}
 		}
 	})
+	// Install everything the package holds, even where the machine's dpkg
+	// configuration excludes documentation (slim images do): the last
+	// matching --path-include/--path-exclude wins.
+	out := debRun(t, "dpkg", "--path-include=*", "-i", deb)
 	if !strings.Contains(out, "systemctl enable --now pgod") {
 		t.Errorf("dpkg -i output does not tell the operator how to start pgod:\n%s", out)
 	}
@@ -112,7 +113,7 @@ func TestE2EDebInstallRemovePurge(t *testing.T) {
 	})
 
 	t.Run("man", func(t *testing.T) {
-		page, err := exec.Command("sh", "-c", "gzip -dc /usr/share/man/man8/pgo.8.gz").Output()
+		page, err := exec.Command("gzip", "-dc", "/usr/share/man/man8/pgo.8.gz").Output()
 		if err != nil {
 			t.Fatal(err)
 		}
