@@ -188,13 +188,13 @@ func pickService(cfg *Config, name string) (*Service, error) {
 // sanitizeServiceName makes a directory name into a service name: lowercase,
 // other characters replaced by "-", starting with a letter or digit.
 func sanitizeServiceName(dir string) string {
-	b := []byte(strings.ToLower(dir))
-	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			b[i] = '-'
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '-' {
+			return r
 		}
-	}
-	name := strings.TrimLeft(string(b), "-_")
+		return '-'
+	}, strings.ToLower(dir))
+	name = strings.TrimLeft(name, "-_")
 	if len(name) > 63 {
 		name = name[:63]
 	}
