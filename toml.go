@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -492,8 +493,10 @@ func (p *tomlParser) number(v *tomlValue) error {
 	switch {
 	case tok == "":
 		return p.errorf(line, col, "expected a value")
-	case tomlDateTimeRE.MatchString(tok):
+	case tomlDateTimeRE.MatchString(tok) && validDateTime(tok):
 		return p.unsupported(line, col, "date or time value")
+	case tomlDateTimeRE.MatchString(tok):
+		return p.errorf(line, col, "invalid date or time")
 	case tomlFloatRE.MatchString(tok):
 		return p.unsupported(line, col, "floating-point value")
 	}
@@ -503,6 +506,31 @@ func (p *tomlParser) number(v *tomlValue) error {
 	}
 	v.Kind, v.Int = tomlKindInteger, n
 	return nil
+}
+
+var (
+	tomlDatePartRE   = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}`)
+	tomlTimePartRE   = regexp.MustCompile(`[0-9]{2}:[0-9]{2}:[0-9]{2}`)
+	tomlOffsetPartRE = regexp.MustCompile(`[+-]([0-9]{2}):([0-9]{2})$`)
+)
+
+// validDateTime checks the ranges of a token shaped like a date or time, so
+// that a 30th of February is called invalid rather than unsupported.
+func validDateTime(tok string) bool {
+	if d := tomlDatePartRE.FindString(tok); d != "" {
+		if _, err := time.Parse("2006-01-02", d); err != nil {
+			return false
+		}
+	}
+	if t := tomlTimePartRE.FindString(tok); t != "" && t[6:] != "60" { // RFC 3339 allows a leap second
+		if _, err := time.Parse("15:04:05", t); err != nil {
+			return false
+		}
+	}
+	if m := tomlOffsetPartRE.FindStringSubmatch(tok); m != nil && (m[1] > "23" || m[2] > "59") {
+		return false
+	}
+	return true
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
