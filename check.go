@@ -97,7 +97,8 @@ func parseCheckFlags(args []string, stdout, stderr io.Writer) (*checkFlags, int)
 	fs.StringVar(&f.service, "s", "", "")
 	fs.StringVar(&f.service, "service", "", "")
 	fs.StringVar(&f.datadir, "datadir", "/data", "")
-	if err := fs.Parse(args); err != nil {
+	paths, err := parseInterspersed(fs, args)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, checkUsage)
 			return nil, 0
@@ -110,12 +111,12 @@ func parseCheckFlags(args []string, stdout, stderr io.Writer) (*checkFlags, int)
 			f.serviceN = true
 		}
 	})
-	switch fs.NArg() {
+	switch len(paths) {
 	case 0:
 	case 1:
-		f.path, f.pathSet = fs.Arg(0), true
+		f.path, f.pathSet = paths[0], true
 	default:
-		fmt.Fprintf(stderr, "pgo check: one PATH at most, got %d\n%s", fs.NArg(), checkUsage)
+		fmt.Fprintf(stderr, "pgo check: one PATH at most, got %d\n%s", len(paths), checkUsage)
 		return nil, 2
 	}
 	if f.datadir == "" || !filepath.IsAbs(f.datadir) {
@@ -123,6 +124,27 @@ func parseCheckFlags(args []string, stdout, stderr io.Writer) (*checkFlags, int)
 		return nil, 2
 	}
 	return f, 0
+}
+
+// parseInterspersed parses flags that may come before or after the
+// positional arguments ("pgo check . -c pgo.toml"), which the flag package
+// alone stops at; everything after "--" is positional.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return positional, nil
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(positional, rest...), nil
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
 }
 
 // printServices prints one line per service: name, user, repository (credentials hidden), branch.

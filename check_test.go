@@ -127,6 +127,18 @@ func TestCheckFlags(t *testing.T) {
 		t.Errorf("two paths: exit %d, stderr %q", code, stderr)
 	}
 
+	f := &fakeRender{}
+	if code, _, stderr := checkWith(f, t.TempDir(), "-c", "testdata/config/reference.toml", "--datadir", "/srv"); code != 0 || f.req.DataDir != "/srv/pgo" {
+		t.Errorf("flags after PATH: exit %d, stderr %q, datadir %q", code, stderr, f.req.DataDir)
+	}
+	dashDir := filepath.Join(t.TempDir(), "-c")
+	if err := os.Mkdir(dashDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := checkWith(f, "-s", "web", "--", dashDir); code != 0 || f.req.Checkout != dashDir {
+		t.Errorf("PATH after --: exit %d, stderr %q, checkout %q", code, stderr, f.req.Checkout)
+	}
+
 	code, _, stderr = runPgo("check", "--datadir", "relative", ".")
 	if code != 2 || !strings.HasPrefix(stderr, "pgo check: --datadir must be an absolute path\n") {
 		t.Errorf("relative datadir: exit %d, stderr %q", code, stderr)
