@@ -624,7 +624,8 @@ func (p *tomlParser) basicString() (string, error) {
 
 // multiLineBasicString parses """...""": a newline right after the opening
 // quotes is dropped, and a backslash at the end of a line drops the line break
-// and the whitespace that follows.
+// and the whitespace that follows. CRLF in the value becomes LF, which TOML
+// leaves to the parser.
 func (p *tomlParser) multiLineBasicString() (string, error) {
 	line, col := p.line, p.col
 	p.advanceN(3)
