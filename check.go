@@ -47,7 +47,7 @@ type checkFlags struct {
 	datadir  string
 	path     string
 	pathSet  bool // PATH was given; without it and with -c only the config is checked
-	serviceN bool // -s was given
+	serviceSet bool // -s was given
 }
 
 // renderFunc renders and validates one checkout; renderProject, or a fake in tests.
@@ -58,6 +58,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	return check(args, stdout, stderr, renderProject)
 }
 
+// check is runCheck with the renderer passed in, so tests can run it without Docker.
 func check(args []string, stdout, stderr io.Writer, render renderFunc) int {
 	f, code := parseCheckFlags(args, stdout, stderr)
 	if f == nil {
@@ -74,7 +75,7 @@ func check(args []string, stdout, stderr io.Writer, render renderFunc) int {
 			fmt.Fprintln(stderr, err)
 			return 1
 		}
-		if !f.pathSet && !f.serviceN {
+		if !f.pathSet && !f.serviceSet {
 			printServices(stdout, cfg)
 			return 0
 		}
@@ -108,7 +109,7 @@ func parseCheckFlags(args []string, stdout, stderr io.Writer) (*checkFlags, int)
 	}
 	fs.Visit(func(fl *flag.Flag) {
 		if fl.Name == "s" || fl.Name == "service" {
-			f.serviceN = true
+			f.serviceSet = true
 		}
 	})
 	switch len(paths) {
