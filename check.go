@@ -42,11 +42,11 @@ checked (bad flags, no Compose v2, unreadable files).
 
 // checkFlags are the flags of "pgo check".
 type checkFlags struct {
-	config   string
-	service  string
-	datadir  string
-	path     string
-	pathSet  bool // PATH was given; without it and with -c only the config is checked
+	config     string
+	service    string
+	datadir    string
+	path       string
+	pathSet    bool // PATH was given; without it and with -c only the config is checked
 	serviceSet bool // -s was given
 }
 
