@@ -188,6 +188,9 @@ func (s *source) precheckYAML(data []byte) []violation {
 		}
 		vs = append(vs, s.checkTop(root, &budget)...)
 		s.index("", root, 0, &budget)
+		if budget <= 0 {
+			return append(vs, violation{File: s.rel, Msg: "too many YAML nodes (alias expansion?)"})
+		}
 	}
 	return vs
 }
@@ -356,6 +359,9 @@ func entries(m *yaml.Node, budget *int) []entry {
 	seen := map[string]bool{}
 	var merged []*yaml.Node
 	for i := 0; i+1 < len(m.Content); i += 2 {
+		if *budget--; *budget <= 0 {
+			return out
+		}
 		k, v := m.Content[i], m.Content[i+1]
 		if k.Kind == yaml.ScalarNode && k.Value == "<<" && (k.Tag == "!!merge" || k.ShortTag() == "!!merge") {
 			merged = append(merged, v)
@@ -409,6 +415,9 @@ func (s *source) index(prefix string, m *yaml.Node, depth int, budget *int) {
 		return
 	}
 	for _, e := range entries(m, budget) {
+		if *budget--; *budget <= 0 {
+			return
+		}
 		p := e.key.Value
 		if prefix != "" {
 			p = prefix + "." + p
