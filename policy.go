@@ -533,6 +533,44 @@ func (c *checker) checkService(name string, s map[string]any) {
 	c.checkBuild(at("build"), object(s["build"]))
 	c.checkPorts(at("ports"), list(s["ports"]))
 	c.checkLabels(at("labels"), object(s["labels"]))
+	c.checkBeyondIssue(at, s)
+}
+
+// checkBeyondIssue holds rules the issue's list does not name but that reach
+// outside the project all the same; each says why.
+func (c *checker) checkBeyondIssue(at func(string) string, s map[string]any) {
+	// Logging drivers run inside dockerd, as root, in the host's network
+	// namespace: syslog, gelf, fluentd and friends can be pointed at any
+	// host-local socket or address.
+	switch d := str(object(s["logging"])["driver"]); d {
+	case "", "json-file", "local", "journald", "none":
+	default:
+		c.add(at("logging.driver"), "logging driver %q is not allowed; only json-file, local, journald or none (other drivers send from the host as root)", d)
+	}
+	// OCI annotations are read by some runtimes (crun's run.oci.*) as options.
+	if len(object(s["annotations"])) > 0 {
+		c.add(at("annotations"), "annotations are not allowed: container runtimes act on some of them")
+	}
+	// On a network shared with other projects, a fixed address or a foreign
+	// alias can take over another project's traffic.
+	nets := object(c.p["networks"])
+	for _, key := range sortedKeys(object(s["networks"])) {
+		if !truthy(object(nets[key])["external"]) {
+			continue
+		}
+		n := object(object(s["networks"])[key])
+		p := at("networks." + key)
+		for _, a := range list(n["aliases"]) {
+			if !c.ownContainer(str(a)) {
+				c.add(p+".aliases", "alias %q on shared network %q is not allowed: it must start with %q", str(a), key, c.name+"-")
+			}
+		}
+		for _, fixed := range []string{"ipv4_address", "ipv6_address", "mac_address", "link_local_ips"} {
+			if v, ok := n[fixed]; ok && v != nil {
+				c.add(p+"."+fixed, "%s on shared network %q is not allowed", fixed, key)
+			}
+		}
+	}
 }
 
 // checkNetworkMode allows no network mode, none, or another service of the project.

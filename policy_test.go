@@ -137,6 +137,13 @@ func TestPolicyFixtures(t *testing.T) {
 			`services.web.credential_spec: service "web": unknown key "credential_spec" is not allowed`,
 			`service "ai": provider services are not allowed`,
 		}},
+		{"beyond", []string{
+			`logging driver "gelf" is not allowed`,
+			`annotations are not allowed`,
+			`alias "web" on shared network "proxy" is not allowed`,
+			`ipv6_address on shared network "proxy" is not allowed`,
+			`mac_address on shared network "proxy" is not allowed`,
+		}},
 		{"external-only", []string{
 			`networks: a project on an external network needs a network of its own too`,
 		}},

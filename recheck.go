@@ -35,7 +35,7 @@ func (c *checker) checkPaths() {
 			if str(m["type"]) != "bind" {
 				continue
 			}
-			c.checkHostPath(fmt.Sprintf("services.%s.volumes[%d]", name, i), "bind mount source", str(m["source"]), roots, true)
+			c.checkHostPath(fmt.Sprintf("services.%s.volumes[%d]", name, i), "bind mount source", str(m["source"]), roots)
 		}
 		c.checkBuildPaths("services."+name+".build", object(s["build"]), checkout)
 	}
@@ -43,7 +43,7 @@ func (c *checker) checkPaths() {
 		objs := object(c.p[kind])
 		for _, key := range sortedKeys(objs) {
 			if f := str(object(objs[key])["file"]); f != "" {
-				c.checkHostPath(kind+"."+key+".file", kind+" file", f, roots, false)
+				c.checkHostPath(kind+"."+key+".file", kind+" file", f, roots)
 			}
 		}
 	}
@@ -51,7 +51,10 @@ func (c *checker) checkPaths() {
 
 // checkHostPath refuses a path that resolves outside roots, and, for a bind
 // mount, a socket or device node (the engine's socket is root on the host).
-func (c *checker) checkHostPath(path, what, p string, roots []string, bind bool) {
+func (c *checker) checkHostPath(path, what, p string, roots []string) {
+	// Canonical JSON escapes "$" as "$$"; compose unescapes it at "up", so
+	// the path on disk is the unescaped one.
+	p = strings.ReplaceAll(p, "$$", "$")
 	resolved, err := resolvePath(p)
 	if err != nil {
 		c.add(path, "%s %s: %v", what, p, err)
@@ -82,12 +85,12 @@ func (c *checker) checkBuildPaths(path string, b map[string]any, checkout string
 		c.add(path+".context", "build context %q is not allowed: only directories of the checkout", ctx)
 		return
 	}
-	c.checkHostPath(path+".context", "build context", ctx, roots, false)
+	c.checkHostPath(path+".context", "build context", ctx, roots)
 	if df := str(b["dockerfile"]); df != "" {
 		if !filepath.IsAbs(df) {
 			df = filepath.Join(ctx, df)
 		}
-		c.checkHostPath(path+".dockerfile", "Dockerfile", df, roots, false)
+		c.checkHostPath(path+".dockerfile", "Dockerfile", df, roots)
 	}
 	extra := object(b["additional_contexts"])
 	for _, k := range sortedKeys(extra) {
@@ -97,7 +100,7 @@ func (c *checker) checkBuildPaths(path string, b map[string]any, checkout string
 		case remoteRef(v) || strings.Contains(v, "://"):
 			c.add(path+".additional_contexts", "additional context %s=%q is not allowed: only directories of the checkout, images and services", k, v)
 		default:
-			c.checkHostPath(path+".additional_contexts", "additional context", v, roots, false)
+			c.checkHostPath(path+".additional_contexts", "additional context", v, roots)
 		}
 	}
 }
