@@ -94,6 +94,10 @@ func readInCheckout(root, rel string) ([]byte, *violation) {
 	if !within(resolved, root) {
 		return nil, &violation{File: rel, Msg: "is a symlink out of the checkout, which is not allowed"}
 	}
+	// Stat before opening: opening a FIFO would block.
+	if fi, err := os.Stat(resolved); err != nil || !fi.Mode().IsRegular() {
+		return nil, &violation{File: rel, Msg: "is not a regular file"}
+	}
 	f, err := os.Open(resolved)
 	if err != nil {
 		return nil, &violation{File: rel, Msg: fmt.Sprintf("cannot read: %v", unwrapPathError(err))}

@@ -49,7 +49,8 @@ type renderRequest struct {
 // deployed as is) and the violations; err is for when it could not check at all.
 //
 // Violations from the pre-check stop before rendering: a file that includes or
-// extends another file, or carries custom tags, is never handed to compose.
+// extends another file, or carries custom tags, is never handed to compose,
+// unless the service is trusted (user root), whose violations are warnings.
 func renderProject(ctx context.Context, r renderRequest) (project []byte, violations []violation, err error) {
 	if r.Service == nil {
 		return nil, nil, fmt.Errorf("renderProject: no service")
@@ -58,18 +59,20 @@ func renderProject(ctx context.Context, r renderRequest) (project []byte, violat
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(src.violations) > 0 {
+	// A trusted (root) service deploys despite violations, so it still needs
+	// its project rendered; anyone else stops here.
+	if len(src.violations) > 0 && !r.Trusted {
 		return nil, src.violations, nil
 	}
 	project, violations, err = render(ctx, r, src.file)
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(violations) == 0 {
+	if project != nil {
 		violations = validateProject(project, r)
 	}
 	src.locate(violations)
-	return project, violations, nil
+	return project, append(src.violations, violations...), nil
 }
 
 // minCompose is the oldest Compose v2 pgo accepts: older releases lack the

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -141,5 +143,40 @@ func TestViolationString(t *testing.T) {
 		if got := tt.v.String(); got != tt.want {
 			t.Errorf("String() = %q; want %q", got, tt.want)
 		}
+	}
+}
+
+// TestRenderTrusted: a root service gets its violations as warnings and its
+// project rendered, even past the pre-check.
+func TestRenderTrusted(t *testing.T) {
+	requireCompose(t)
+	checkout, _ := filepath.Abs("testdata/policy/include")
+	r := renderRequest{Service: &Service{Name: "team"}, Checkout: checkout, Docker: "docker"}
+	project, vs, err := renderProject(context.Background(), r)
+	if err != nil || project != nil || len(vs) == 0 {
+		t.Fatalf("untrusted: project %d bytes, %v, %v; want no project, violations", len(project), vs, err)
+	}
+	r.Trusted = true
+	project, vs, err = renderProject(context.Background(), r)
+	if err != nil || project == nil {
+		t.Fatalf("trusted: %v, %v; want the rendered project", vs, err)
+	}
+	all := fmt.Sprint(vs)
+	for _, want := range []string{"include is not allowed", `service "evil": privileged is not allowed`} {
+		if !strings.Contains(all, want) {
+			t.Errorf("trusted warnings lack %q: %s", want, all)
+		}
+	}
+}
+
+// TestRenderFIFO: a FIFO where the compose file should be does not hang pgo.
+func TestRenderFIFO(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mkfifo(filepath.Join(dir, "compose.yaml"), 0o644); err != nil {
+		t.Skip(err)
+	}
+	src, err := precheck(dir, "")
+	if err != nil || len(src.violations) != 1 || !strings.Contains(src.violations[0].String(), "compose.yaml: is not a regular file") {
+		t.Fatalf("precheck = %v, %v", src, err)
 	}
 }
