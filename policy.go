@@ -19,26 +19,26 @@ type shape struct {
 	scalar bool              // a string, number, boolean or null
 }
 
-func obj(keys map[string]*shape) *shape { return &shape{keys: keys} }
-func listOf(s *shape) *shape            { return &shape{elems: s} }
-func mapOf(s *shape) *shape             { return &shape{values: s} }
+func objShape(keys map[string]*shape) *shape { return &shape{keys: keys} }
+func listOf(s *shape) *shape                 { return &shape{elems: s} }
+func mapOf(s *shape) *shape                  { return &shape{values: s} }
 
 var (
 	scalar      = &shape{scalar: true}
 	scalarList  = &shape{scalar: true, elems: scalar} // null or a list of values
 	scalarMap   = &shape{scalar: true, values: scalar}
 	scalarsMap  = &shape{values: scalarList} // provider options: values or lists
-	fileRef     = obj(map[string]*shape{"source": scalar, "target": scalar, "uid": scalar, "gid": scalar, "mode": scalar})
+	fileRef     = objShape(map[string]*shape{"source": scalar, "target": scalar, "uid": scalar, "gid": scalar, "mode": scalar})
 	ulimitShape = mapOf(&shape{scalar: true, keys: map[string]*shape{"soft": scalar, "hard": scalar}})
-	hookShape   = obj(map[string]*shape{"command": scalarList, "user": scalar, "privileged": scalar, "working_dir": scalar, "environment": scalarMap})
-	deviceReq   = obj(map[string]*shape{"capabilities": scalarList, "driver": scalar, "count": scalar, "device_ids": scalarList, "options": scalarMap})
-	resource    = obj(map[string]*shape{"cpus": scalar, "memory": scalar, "pids": scalar, "devices": listOf(deviceReq),
-		"generic_resources": listOf(obj(map[string]*shape{"discrete_resource_spec": obj(map[string]*shape{"kind": scalar, "value": scalar})}))})
-	updateShape = obj(map[string]*shape{"parallelism": scalar, "delay": scalar, "failure_action": scalar, "monitor": scalar, "max_failure_ratio": scalar, "order": scalar})
-	throttle    = listOf(obj(map[string]*shape{"Path": scalar, "Rate": scalar}))
+	hookShape   = objShape(map[string]*shape{"command": scalarList, "user": scalar, "privileged": scalar, "working_dir": scalar, "environment": scalarMap})
+	deviceReq   = objShape(map[string]*shape{"capabilities": scalarList, "driver": scalar, "count": scalar, "device_ids": scalarList, "options": scalarMap})
+	resource    = objShape(map[string]*shape{"cpus": scalar, "memory": scalar, "pids": scalar, "devices": listOf(deviceReq),
+		"generic_resources": listOf(objShape(map[string]*shape{"discrete_resource_spec": objShape(map[string]*shape{"kind": scalar, "value": scalar})}))})
+	updateShape = objShape(map[string]*shape{"parallelism": scalar, "delay": scalar, "failure_action": scalar, "monitor": scalar, "max_failure_ratio": scalar, "order": scalar})
+	throttle    = listOf(objShape(map[string]*shape{"Path": scalar, "Rate": scalar}))
 )
 
-var buildShape = obj(map[string]*shape{
+var buildShape = objShape(map[string]*shape{
 	"context": scalar, "dockerfile": scalar, "dockerfile_inline": scalar, "entitlements": scalarList,
 	"args": scalarMap, "provenance": scalar, "sbom": scalar, "ssh": scalarList, "labels": scalarMap,
 	"cache_from": scalarList, "cache_to": scalarList, "no_cache": scalar, "additional_contexts": scalarMap,
@@ -47,37 +47,37 @@ var buildShape = obj(map[string]*shape{
 	"platforms": scalarList, "privileged": scalar,
 })
 
-var serviceShape = obj(map[string]*shape{
+var serviceShape = objShape(map[string]*shape{
 	"profiles": scalarList, "annotations": scalarMap, "attach": scalar, "build": buildShape,
-	"develop": obj(map[string]*shape{"watch": listOf(obj(map[string]*shape{
+	"develop": objShape(map[string]*shape{"watch": listOf(objShape(map[string]*shape{
 		"path": scalar, "action": scalar, "target": scalar, "exec": hookShape,
 		"include": scalarList, "ignore": scalarList, "initial_sync": scalar}))}),
-	"blkio_config": obj(map[string]*shape{"weight": scalar,
-		"weight_device":   listOf(obj(map[string]*shape{"Path": scalar, "Weight": scalar})),
+	"blkio_config": objShape(map[string]*shape{"weight": scalar,
+		"weight_device":   listOf(objShape(map[string]*shape{"Path": scalar, "Weight": scalar})),
 		"device_read_bps": throttle, "device_read_iops": throttle,
 		"device_write_bps": throttle, "device_write_iops": throttle}),
 	"cap_add": scalarList, "cap_drop": scalarList, "cgroup_parent": scalar, "cgroup": scalar,
 	"cpu_count": scalar, "cpu_percent": scalar, "cpu_period": scalar, "cpu_quota": scalar,
 	"cpu_rt_period": scalar, "cpu_rt_runtime": scalar, "cpus": scalar, "cpuset": scalar, "cpu_shares": scalar,
 	"command": scalarList, "configs": listOf(fileRef), "container_name": scalar,
-	"depends_on": mapOf(obj(map[string]*shape{"condition": scalar, "restart": scalar, "required": scalar})),
-	"deploy": obj(map[string]*shape{"mode": scalar, "replicas": scalar, "labels": scalarMap,
+	"depends_on": mapOf(objShape(map[string]*shape{"condition": scalar, "restart": scalar, "required": scalar})),
+	"deploy": objShape(map[string]*shape{"mode": scalar, "replicas": scalar, "labels": scalarMap,
 		"update_config": updateShape, "rollback_config": updateShape,
-		"resources":      obj(map[string]*shape{"limits": resource, "reservations": resource}),
-		"restart_policy": obj(map[string]*shape{"condition": scalar, "delay": scalar, "max_attempts": scalar, "window": scalar}),
-		"placement": obj(map[string]*shape{"constraints": scalarList, "max_replicas_per_node": scalar,
-			"preferences": listOf(obj(map[string]*shape{"spread": scalar}))}),
+		"resources":      objShape(map[string]*shape{"limits": resource, "reservations": resource}),
+		"restart_policy": objShape(map[string]*shape{"condition": scalar, "delay": scalar, "max_attempts": scalar, "window": scalar}),
+		"placement": objShape(map[string]*shape{"constraints": scalarList, "max_replicas_per_node": scalar,
+			"preferences": listOf(objShape(map[string]*shape{"spread": scalar}))}),
 		"endpoint_mode": scalar}),
 	"device_cgroup_rules": scalarList,
-	"devices":             listOf(obj(map[string]*shape{"source": scalar, "target": scalar, "permissions": scalar})),
+	"devices":             listOf(objShape(map[string]*shape{"source": scalar, "target": scalar, "permissions": scalar})),
 	"dns":                 scalarList, "dns_opt": scalarList, "dns_search": scalarList, "domainname": scalar,
-	"entrypoint": scalarList, "provider": obj(map[string]*shape{"type": scalar, "options": scalarsMap}),
+	"entrypoint": scalarList, "provider": objShape(map[string]*shape{"type": scalar, "options": scalarsMap}),
 	"environment": scalarMap, "expose": scalarList, "external_links": scalarList, "extra_hosts": scalarList,
 	"group_add": scalarList, "gpus": listOf(deviceReq), "hostname": scalar,
-	"healthcheck": obj(map[string]*shape{"test": scalarList, "timeout": scalar, "interval": scalar, "retries": scalar,
+	"healthcheck": objShape(map[string]*shape{"test": scalarList, "timeout": scalar, "interval": scalar, "retries": scalar,
 		"start_period": scalar, "start_interval": scalar, "disable": scalar}),
 	"image": scalar, "init": scalar, "ipc": scalar, "isolation": scalar, "labels": scalarMap, "links": scalarList,
-	"logging":   obj(map[string]*shape{"driver": scalar, "options": scalarMap}),
+	"logging":   objShape(map[string]*shape{"driver": scalar, "options": scalarMap}),
 	"mem_limit": scalar, "mem_reservation": scalar, "memswap_limit": scalar, "mem_swappiness": scalar,
 	"mac_address":  scalar,
 	"models":       mapOf(&shape{scalar: true, keys: map[string]*shape{"endpoint_var": scalar, "model_var": scalar}}),
@@ -86,35 +86,35 @@ var serviceShape = obj(map[string]*shape{
 		"gw_priority": scalar, "interface_name": scalar, "ipv4_address": scalar, "ipv6_address": scalar,
 		"link_local_ips": scalarList, "mac_address": scalar, "priority": scalar}}),
 	"oom_kill_disable": scalar, "oom_score_adj": scalar, "pid": scalar, "pids_limit": scalar, "platform": scalar,
-	"ports": listOf(obj(map[string]*shape{"name": scalar, "mode": scalar, "host_ip": scalar, "target": scalar,
+	"ports": listOf(objShape(map[string]*shape{"name": scalar, "mode": scalar, "host_ip": scalar, "target": scalar,
 		"published": scalar, "protocol": scalar, "app_protocol": scalar})),
 	"privileged": scalar, "pull_policy": scalar, "read_only": scalar, "restart": scalar, "runtime": scalar,
 	"scale": scalar, "secrets": listOf(fileRef), "security_opt": scalarList, "shm_size": scalar,
 	"stdin_open": scalar, "stop_grace_period": scalar, "stop_signal": scalar, "storage_opt": scalarMap,
 	"sysctls": scalarMap, "tmpfs": scalarList, "tty": scalar, "ulimits": ulimitShape, "use_api_socket": scalar,
 	"user": scalar, "userns_mode": scalar, "uts": scalar,
-	"volumes": listOf(obj(map[string]*shape{"type": scalar, "source": scalar, "target": scalar, "read_only": scalar,
+	"volumes": listOf(objShape(map[string]*shape{"type": scalar, "source": scalar, "target": scalar, "read_only": scalar,
 		"consistency": scalar,
-		"bind":        obj(map[string]*shape{"selinux": scalar, "propagation": scalar, "create_host_path": scalar, "recursive": scalar}),
-		"volume":      obj(map[string]*shape{"labels": scalarMap, "nocopy": scalar, "subpath": scalar}),
-		"tmpfs":       obj(map[string]*shape{"size": scalar, "mode": scalar}),
-		"image":       obj(map[string]*shape{"subpath": scalar})})),
+		"bind":        objShape(map[string]*shape{"selinux": scalar, "propagation": scalar, "create_host_path": scalar, "recursive": scalar}),
+		"volume":      objShape(map[string]*shape{"labels": scalarMap, "nocopy": scalar, "subpath": scalar}),
+		"tmpfs":       objShape(map[string]*shape{"size": scalar, "mode": scalar}),
+		"image":       objShape(map[string]*shape{"subpath": scalar})})),
 	"volumes_from": scalarList, "working_dir": scalar,
 	"post_start": listOf(hookShape), "pre_stop": listOf(hookShape),
 })
 
-var fileObjectShape = obj(map[string]*shape{"name": scalar, "file": scalar, "environment": scalar, "content": scalar,
+var fileObjectShape = objShape(map[string]*shape{"name": scalar, "file": scalar, "environment": scalar, "content": scalar,
 	"external": scalar, "labels": scalarMap, "driver": scalar, "driver_opts": scalarMap, "template_driver": scalar})
 
-var projectShape = obj(map[string]*shape{
+var projectShape = objShape(map[string]*shape{
 	"name":     scalar,
 	"services": mapOf(serviceShape),
-	"networks": mapOf(obj(map[string]*shape{"name": scalar, "driver": scalar, "driver_opts": scalarMap,
-		"ipam": obj(map[string]*shape{"driver": scalar, "config": listOf(obj(map[string]*shape{
+	"networks": mapOf(objShape(map[string]*shape{"name": scalar, "driver": scalar, "driver_opts": scalarMap,
+		"ipam": objShape(map[string]*shape{"driver": scalar, "config": listOf(objShape(map[string]*shape{
 			"subnet": scalar, "gateway": scalar, "ip_range": scalar, "aux_addresses": scalarMap}))}),
 		"external": scalar, "internal": scalar, "attachable": scalar, "labels": scalarMap,
 		"enable_ipv4": scalar, "enable_ipv6": scalar})),
-	"volumes": mapOf(obj(map[string]*shape{"name": scalar, "driver": scalar, "driver_opts": scalarMap,
+	"volumes": mapOf(objShape(map[string]*shape{"name": scalar, "driver": scalar, "driver_opts": scalarMap,
 		"external": scalar, "labels": scalarMap})),
 	"secrets": mapOf(fileObjectShape),
 	"configs": mapOf(fileObjectShape),
@@ -217,7 +217,7 @@ func validateProject(project []byte, r renderRequest) []violation {
 	c.vs = checkShape("", p, projectShape, nil)
 	c.checkProject()
 	for _, name := range sortedKeys(c.services) {
-		c.checkService(name, object(c.services[name]))
+		c.checkService(name, jsonObject(c.services[name]))
 	}
 	c.checkPaths()
 	return c.vs
@@ -243,7 +243,7 @@ func xPgoReload(project []byte) bool {
 	if err != nil {
 		return true
 	}
-	b, ok := object(p["x-pgo"])["reload"].(bool)
+	b, ok := jsonObject(p["x-pgo"])["reload"].(bool)
 	return !ok || b
 }
 
@@ -251,7 +251,7 @@ func newChecker(p map[string]any, r renderRequest) *checker {
 	if r.Service == nil {
 		r.Service = &Service{}
 	}
-	return &checker{r: r, p: p, name: r.Service.Name, services: object(p["services"])}
+	return &checker{r: r, p: p, name: r.Service.Name, services: jsonObject(p["services"])}
 }
 
 // checker holds one validation run.
@@ -267,18 +267,18 @@ func (c *checker) add(path, format string, args ...any) {
 	c.vs = append(c.vs, violation{Path: path, Service: serviceOf(path), Msg: fmt.Sprintf(format, args...)})
 }
 
-func object(v any) map[string]any {
+func jsonObject(v any) map[string]any {
 	m, _ := v.(map[string]any)
 	return m
 }
 
-func list(v any) []any {
+func jsonList(v any) []any {
 	l, _ := v.([]any)
 	return l
 }
 
 // str returns a scalar as compose would read it back.
-func str(v any) string {
+func jsonString(v any) string {
 	switch v := v.(type) {
 	case nil:
 		return ""
@@ -306,7 +306,7 @@ func truthy(v any) bool {
 }
 
 func (c *checker) checkProject() {
-	if n := str(c.p["name"]); n != c.name {
+	if n := jsonString(c.p["name"]); n != c.name {
 		c.add("name", "project name %q is not the service name %q", n, c.name)
 	}
 	if x, ok := c.p["x-pgo"]; ok {
@@ -336,18 +336,18 @@ func (c *checker) checkProject() {
 func (c *checker) ownName(key string) string { return c.name + "_" + key }
 
 func (c *checker) checkNetworks() {
-	nets := object(c.p["networks"])
+	nets := jsonObject(c.p["networks"])
 	own, external := 0, 0
 	for _, key := range sortedKeys(nets) {
-		n := object(nets[key])
+		n := jsonObject(nets[key])
 		path := "networks." + key
-		name := str(n["name"])
+		name := jsonString(n["name"])
 		if truthy(n["external"]) {
 			external++
 			switch {
 			case name == "host" || name == "bridge" || name == "none":
 				c.add(path, "network %q: external network %q is not allowed", key, name)
-			case len(c.r.Service.Networks) > 0 && !contains(c.r.Service.Networks, name):
+			case len(c.r.Service.Networks) > 0 && !containsString(c.r.Service.Networks, name):
 				c.add(path, "network %q: external network %q is not allowed; allowed: %s", key, name, strings.Join(c.r.Service.Networks, ", "))
 			}
 			continue
@@ -356,15 +356,15 @@ func (c *checker) checkNetworks() {
 		if name != "" && name != c.ownName(key) {
 			c.add(path+".name", "network %q: name %q is not allowed: a project's networks are named %s_<key>", key, name, c.name)
 		}
-		if d := str(n["driver"]); d != "" && d != "bridge" {
+		if d := jsonString(n["driver"]); d != "" && d != "bridge" {
 			c.add(path+".driver", "network %q: driver %q is not allowed; only bridge", key, d)
 		}
-		for _, opt := range sortedKeys(object(n["driver_opts"])) {
+		for _, opt := range sortedKeys(jsonObject(n["driver_opts"])) {
 			if !safeNetworkOpts[opt] {
 				c.add(path+".driver_opts", "network %q: driver option %q is not allowed", key, opt)
 			}
 		}
-		c.checkLabels(path+".labels", object(n["labels"]))
+		c.checkLabels(path+".labels", jsonObject(n["labels"]))
 	}
 	if len(c.r.Service.Networks) > 0 && external > 0 && own == 0 {
 		c.add("networks", "a project on an external network needs a network of its own too")
@@ -381,31 +381,31 @@ var safeNetworkOpts = map[string]bool{
 }
 
 func (c *checker) checkVolumes() {
-	vols := object(c.p["volumes"])
+	vols := jsonObject(c.p["volumes"])
 	for _, key := range sortedKeys(vols) {
-		v := object(vols[key])
+		v := jsonObject(vols[key])
 		path := "volumes." + key
 		if truthy(v["external"]) {
-			c.add(path+".external", "volume %q: external volume %q is not allowed: it is outside the project", key, str(v["name"]))
+			c.add(path+".external", "volume %q: external volume %q is not allowed: it is outside the project", key, jsonString(v["name"]))
 			continue
 		}
-		if name := str(v["name"]); name != "" && name != c.ownName(key) {
+		if name := jsonString(v["name"]); name != "" && name != c.ownName(key) {
 			c.add(path+".name", "volume %q: name %q is not allowed: a project's volumes are named %s_<key>", key, name, c.name)
 		}
-		if d := str(v["driver"]); d != "" && d != "local" {
+		if d := jsonString(v["driver"]); d != "" && d != "local" {
 			c.add(path+".driver", "volume %q: driver %q is not allowed; only local", key, d)
 		}
-		if len(object(v["driver_opts"])) > 0 {
+		if len(jsonObject(v["driver_opts"])) > 0 {
 			c.add(path+".driver_opts", "volume %q: driver_opts are not allowed (they can mount any host path)", key)
 		}
-		c.checkLabels(path+".labels", object(v["labels"]))
+		c.checkLabels(path+".labels", jsonObject(v["labels"]))
 	}
 }
 
 func (c *checker) checkFileObjects(kind string) {
-	objs := object(c.p[kind])
+	objs := jsonObject(c.p[kind])
 	for _, key := range sortedKeys(objs) {
-		o := object(objs[key])
+		o := jsonObject(objs[key])
 		path := kind + "." + key
 		if o["environment"] != nil {
 			c.add(path+".environment", "%s %q: %s from the environment are not allowed", kind[:len(kind)-1], key, kind)
@@ -413,10 +413,10 @@ func (c *checker) checkFileObjects(kind string) {
 		if truthy(o["external"]) {
 			c.add(path+".external", "%s %q: external %s are not allowed", kind[:len(kind)-1], key, kind)
 		}
-		if d := str(o["driver"]); d != "" {
+		if d := jsonString(o["driver"]); d != "" {
 			c.add(path+".driver", "%s %q: driver %q is not allowed", kind[:len(kind)-1], key, d)
 		}
-		if d := str(o["template_driver"]); d != "" {
+		if d := jsonString(o["template_driver"]); d != "" {
 			c.add(path+".template_driver", "%s %q: template_driver %q is not allowed", kind[:len(kind)-1], key, d)
 		}
 	}
@@ -431,7 +431,7 @@ func (c *checker) checkLabels(path string, labels map[string]any) {
 	}
 }
 
-func contains(list []string, s string) bool {
+func containsString(list []string, s string) bool {
 	for _, e := range list {
 		if e == s {
 			return true
@@ -448,52 +448,52 @@ func (c *checker) checkService(name string, s map[string]any) {
 	if truthy(s["privileged"]) {
 		c.add(at("privileged"), "privileged is not allowed")
 	}
-	if truthy(object(s["build"])["privileged"]) {
+	if truthy(jsonObject(s["build"])["privileged"]) {
 		c.add(at("build.privileged"), "privileged build is not allowed")
 	}
 	for _, hook := range []string{"post_start", "pre_stop"} {
-		for i, h := range list(s[hook]) {
-			if truthy(object(h)["privileged"]) {
+		for i, h := range jsonList(s[hook]) {
+			if truthy(jsonObject(h)["privileged"]) {
 				c.add(fmt.Sprintf("%s[%d].privileged", at(hook), i), "privileged %s hook is not allowed", hook)
 			}
 		}
 	}
-	for i, w := range list(object(s["develop"])["watch"]) {
-		if truthy(object(object(w)["exec"])["privileged"]) {
+	for i, w := range jsonList(jsonObject(s["develop"])["watch"]) {
+		if truthy(jsonObject(jsonObject(w)["exec"])["privileged"]) {
 			c.add(fmt.Sprintf("%s[%d].exec.privileged", at("develop.watch"), i), "privileged develop.watch exec is not allowed")
 		}
 	}
 
-	c.checkNetworkMode(at("network_mode"), str(s["network_mode"]))
+	c.checkNetworkMode(at("network_mode"), jsonString(s["network_mode"]))
 	for _, ns := range []string{"pid", "ipc", "uts", "cgroup", "userns_mode"} {
-		c.checkNamespace(at(ns), ns, str(s[ns]))
+		c.checkNamespace(at(ns), ns, jsonString(s[ns]))
 	}
-	if str(s["cgroup_parent"]) != "" {
+	if jsonString(s["cgroup_parent"]) != "" {
 		c.add(at("cgroup_parent"), "cgroup_parent is not allowed")
 	}
 
-	for _, cp := range list(s["cap_add"]) {
-		if capName(str(cp)) != "NET_BIND_SERVICE" {
-			c.add(at("cap_add"), "cap_add %s is not allowed; only NET_BIND_SERVICE", str(cp))
+	for _, cp := range jsonList(s["cap_add"]) {
+		if capName(jsonString(cp)) != "NET_BIND_SERVICE" {
+			c.add(at("cap_add"), "cap_add %s is not allowed; only NET_BIND_SERVICE", jsonString(cp))
 		}
 	}
 	for _, key := range []string{"devices", "device_cgroup_rules", "gpus"} {
-		if len(list(s[key])) > 0 {
+		if len(jsonList(s[key])) > 0 {
 			c.add(at(key), "%s is not allowed", key)
 		}
 	}
-	res := object(object(s["deploy"])["resources"])
+	res := jsonObject(jsonObject(s["deploy"])["resources"])
 	for _, kind := range []string{"reservations", "limits"} {
-		if len(list(object(res[kind])["devices"])) > 0 {
+		if len(jsonList(jsonObject(res[kind])["devices"])) > 0 {
 			c.add(at("deploy.resources."+kind+".devices"), "device %s are not allowed", kind)
 		}
 	}
 	for _, key := range []string{"runtime", "isolation"} {
-		if str(s[key]) != "" {
+		if jsonString(s[key]) != "" {
 			c.add(at(key), "%s is not allowed", key)
 		}
 	}
-	if str(object(s["build"])["isolation"]) != "" {
+	if jsonString(jsonObject(s["build"])["isolation"]) != "" {
 		c.add(at("build.isolation"), "build isolation is not allowed")
 	}
 	for _, key := range []string{"use_api_socket", "oom_kill_disable"} {
@@ -504,35 +504,35 @@ func (c *checker) checkService(name string, s map[string]any) {
 	if _, ok := s["provider"]; ok {
 		c.add(at("provider"), "provider services are not allowed")
 	}
-	if len(object(s["models"])) > 0 {
+	if len(jsonObject(s["models"])) > 0 {
 		c.add(at("models"), "models are not allowed")
 	}
-	if len(object(s["storage_opt"])) > 0 {
+	if len(jsonObject(s["storage_opt"])) > 0 {
 		c.add(at("storage_opt"), "storage_opt is not allowed")
 	}
-	if n, err := strconv.ParseInt(str(s["oom_score_adj"]), 10, 64); err == nil && n < 0 {
+	if n, err := strconv.ParseInt(jsonString(s["oom_score_adj"]), 10, 64); err == nil && n < 0 {
 		c.add(at("oom_score_adj"), "negative oom_score_adj is not allowed")
 	}
 
-	for _, opt := range list(s["security_opt"]) {
-		if !noNewPrivileges(str(opt)) {
-			c.add(at("security_opt"), "security_opt %q is not allowed; only no-new-privileges", str(opt))
+	for _, opt := range jsonList(s["security_opt"]) {
+		if !noNewPrivileges(jsonString(opt)) {
+			c.add(at("security_opt"), "security_opt %q is not allowed; only no-new-privileges", jsonString(opt))
 		}
 	}
-	for _, k := range sortedKeys(object(s["sysctls"])) {
+	for _, k := range sortedKeys(jsonObject(s["sysctls"])) {
 		if !safeSysctls[strings.ReplaceAll(k, "/", ".")] {
 			c.add(at("sysctls"), "sysctl %s is not allowed; only the Kubernetes \"safe\" set", k)
 		}
 	}
 
-	c.checkServiceVolumes(name, at("volumes"), list(s["volumes"]))
+	c.checkServiceVolumes(name, at("volumes"), jsonList(s["volumes"]))
 	c.checkReferences(at, s)
-	if cn := str(s["container_name"]); cn != "" && !c.ownContainer(cn) {
+	if cn := jsonString(s["container_name"]); cn != "" && !c.ownContainer(cn) {
 		c.add(at("container_name"), "container_name %q is not allowed: it must start with %q", cn, c.name+"-")
 	}
-	c.checkBuild(at("build"), object(s["build"]))
-	c.checkPorts(at("ports"), list(s["ports"]))
-	c.checkLabels(at("labels"), object(s["labels"]))
+	c.checkBuild(at("build"), jsonObject(s["build"]))
+	c.checkPorts(at("ports"), jsonList(s["ports"]))
+	c.checkLabels(at("labels"), jsonObject(s["labels"]))
 	c.checkBeyondIssue(at, s)
 }
 
@@ -542,27 +542,27 @@ func (c *checker) checkBeyondIssue(at func(string) string, s map[string]any) {
 	// Logging drivers run inside dockerd, as root, in the host's network
 	// namespace: syslog, gelf, fluentd and friends can be pointed at any
 	// host-local socket or address.
-	switch d := str(object(s["logging"])["driver"]); d {
+	switch d := jsonString(jsonObject(s["logging"])["driver"]); d {
 	case "", "json-file", "local", "journald", "none":
 	default:
 		c.add(at("logging.driver"), "logging driver %q is not allowed; only json-file, local, journald or none (other drivers send from the host as root)", d)
 	}
 	// OCI annotations are read by some runtimes (crun's run.oci.*) as options.
-	if len(object(s["annotations"])) > 0 {
+	if len(jsonObject(s["annotations"])) > 0 {
 		c.add(at("annotations"), "annotations are not allowed: container runtimes act on some of them")
 	}
 	// On a network shared with other projects, a fixed address or a foreign
 	// alias can take over another project's traffic.
-	nets := object(c.p["networks"])
-	for _, key := range sortedKeys(object(s["networks"])) {
-		if !truthy(object(nets[key])["external"]) {
+	nets := jsonObject(c.p["networks"])
+	for _, key := range sortedKeys(jsonObject(s["networks"])) {
+		if !truthy(jsonObject(nets[key])["external"]) {
 			continue
 		}
-		n := object(object(s["networks"])[key])
+		n := jsonObject(jsonObject(s["networks"])[key])
 		p := at("networks." + key)
-		for _, a := range list(n["aliases"]) {
-			if !c.ownContainer(str(a)) {
-				c.add(p+".aliases", "alias %q on shared network %q is not allowed: it must start with %q", str(a), key, c.name+"-")
+		for _, a := range jsonList(n["aliases"]) {
+			if !c.ownContainer(jsonString(a)) {
+				c.add(p+".aliases", "alias %q on shared network %q is not allowed: it must start with %q", jsonString(a), key, c.name+"-")
 			}
 		}
 		for _, fixed := range []string{"ipv4_address", "ipv6_address", "mac_address", "link_local_ips"} {
@@ -635,11 +635,11 @@ var safeSysctls = map[string]bool{
 // sources lead is checkPaths' job.
 func (c *checker) checkServiceVolumes(service, path string, vols []any) {
 	for i, v := range vols {
-		m := object(v)
+		m := jsonObject(v)
 		p := fmt.Sprintf("%s[%d]", path, i)
-		switch t := str(m["type"]); t {
+		switch t := jsonString(m["type"]); t {
 		case "bind":
-			switch prop := str(object(m["bind"])["propagation"]); prop {
+			switch prop := jsonString(jsonObject(m["bind"])["propagation"]); prop {
 			case "", "private", "rprivate":
 			default:
 				c.add(p, "bind propagation %q is not allowed; only private or rprivate", prop)
@@ -653,17 +653,17 @@ func (c *checker) checkServiceVolumes(service, path string, vols []any) {
 
 // checkReferences keeps volumes_from and external_links inside the project.
 func (c *checker) checkReferences(at func(string) string, s map[string]any) {
-	for _, v := range list(s["volumes_from"]) {
-		ref := str(v)
+	for _, v := range jsonList(s["volumes_from"]) {
+		ref := jsonString(v)
 		name, _, _ := strings.Cut(strings.TrimPrefix(ref, "service:"), ":")
 		if strings.HasPrefix(ref, "container:") || c.services[name] == nil {
 			c.add(at("volumes_from"), "volumes_from %q is not allowed: only services of this project", ref)
 		}
 	}
-	for _, v := range list(s["external_links"]) {
-		container, _, _ := strings.Cut(str(v), ":")
+	for _, v := range jsonList(s["external_links"]) {
+		container, _, _ := strings.Cut(jsonString(v), ":")
 		if !c.ownContainer(container) {
-			c.add(at("external_links"), "external_links %q is not allowed: it points outside the project", str(v))
+			c.add(at("external_links"), "external_links %q is not allowed: it points outside the project", jsonString(v))
 		}
 	}
 }
@@ -679,20 +679,20 @@ func (c *checker) checkBuild(path string, b map[string]any) {
 	if b == nil {
 		return
 	}
-	if len(list(b["entitlements"])) > 0 {
+	if len(jsonList(b["entitlements"])) > 0 {
 		c.add(path+".entitlements", "build entitlements are not allowed")
 	}
-	switch n := str(b["network"]); n {
+	switch n := jsonString(b["network"]); n {
 	case "", "default", "none":
 	default:
 		c.add(path+".network", "build network %q is not allowed", n)
 	}
-	if len(list(b["ssh"])) > 0 {
+	if len(jsonList(b["ssh"])) > 0 {
 		c.add(path+".ssh", "build ssh is not allowed")
 	}
 	for _, key := range []string{"cache_from", "cache_to"} {
-		for _, e := range list(b[key]) {
-			if strings.Contains(strings.ToLower(str(e)), "type=local") {
+		for _, e := range jsonList(b[key]) {
+			if strings.Contains(strings.ToLower(jsonString(e)), "type=local") {
 				c.add(path+"."+key, "build %s type=local is not allowed: it reads or writes host paths", key)
 			}
 		}
@@ -702,11 +702,11 @@ func (c *checker) checkBuild(path string, b map[string]any) {
 // checkPorts allows a published host port only when pgo.toml lists it.
 func (c *checker) checkPorts(path string, ports []any) {
 	for i, p := range ports {
-		m := object(p)
-		published := str(m["published"])
+		m := jsonObject(p)
+		published := jsonString(m["published"])
 		at := fmt.Sprintf("%s[%d]", path, i)
 		if published == "" {
-			c.add(at, "port %s published on a random host port is not allowed", str(m["target"]))
+			c.add(at, "port %s published on a random host port is not allowed", jsonString(m["target"]))
 			continue
 		}
 		lo, hi, err := portRange(published)

@@ -17,7 +17,7 @@ func FuzzPrecheck(f *testing.F) {
 	}
 	f.Add([]byte("a: &a [x]\nb: [*a, *a]\n<<: *a\nservices: *a\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s := &source{root: "/nonexistent-pgo", rel: "compose.yaml", lines: map[string]int{}}
+		s := &composeSource{root: "/nonexistent-pgo", rel: "compose.yaml", lines: map[string]int{}}
 		for _, v := range s.precheckYAML(data) {
 			if v.File != "compose.yaml" || v.Msg == "" {
 				t.Fatalf("violation without a place or a reason: %#v", v)

@@ -22,9 +22,9 @@ var composeFileNames = []string{"compose.yaml", "compose.yml", "docker-compose.y
 // maxComposeFile bounds what pgo reads as root before anything else looks at it.
 const maxComposeFile = 4 << 20
 
-// source is a pre-checked compose file: where it is, what is wrong with it
+// composeSource is a pre-checked compose file: where it is, what is wrong with it
 // before rendering, and where its keys are, to put line numbers on violations.
-type source struct {
+type composeSource struct {
 	root       string         // the checkout, symlinks resolved
 	file       string         // absolute path handed to compose with -f
 	rel        string         // path relative to the checkout, for messages
@@ -35,7 +35,7 @@ type source struct {
 // precheck finds the compose file of a checkout and refuses, before compose
 // reads it, what would make compose load anything beyond that one file:
 // include, extends with file:, custom YAML tags, a .env setting COMPOSE_*.
-func precheck(checkout, compose string) (*source, error) {
+func precheck(checkout, compose string) (*composeSource, error) {
 	root, err := filepath.EvalSymlinks(checkout)
 	if err != nil {
 		return nil, fmt.Errorf("checkout: %w", err)
@@ -44,7 +44,7 @@ func precheck(checkout, compose string) (*source, error) {
 	if err != nil {
 		return nil, err
 	}
-	src := &source{root: root, file: filepath.Join(root, rel), rel: rel, lines: map[string]int{}}
+	src := &composeSource{root: root, file: filepath.Join(root, rel), rel: rel, lines: map[string]int{}}
 	data, v := readInCheckout(root, rel)
 	if v != nil {
 		src.violations = append(src.violations, *v)
@@ -87,11 +87,11 @@ func unwrapPathError(err error) error {
 // outside it: pgo reads as root, and a symlink to /etc/shadow must not make
 // it read, let alone quote, another file.
 func readInCheckout(root, rel string) ([]byte, *violation) {
-	resolved, err := resolvePath(filepath.Join(root, rel))
+	resolved, err := resolveHostPath(filepath.Join(root, rel))
 	if err != nil {
 		return nil, &violation{File: rel, Msg: fmt.Sprintf("cannot resolve: %v", unwrapPathError(err))}
 	}
-	if !within(resolved, root) {
+	if !pathWithin(resolved, root) {
 		return nil, &violation{File: rel, Msg: "is a symlink out of the checkout, which is not allowed"}
 	}
 	// Stat before opening: opening a FIFO would block.
@@ -163,7 +163,7 @@ const maxYAMLNodes = 200000
 
 // precheckYAML parses every document of the file (compose merges them all)
 // and records key lines for later violations.
-func (s *source) precheckYAML(data []byte) []violation {
+func (s *composeSource) precheckYAML(data []byte) []violation {
 	var vs []violation
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	for {
@@ -223,7 +223,7 @@ var standardTags = map[string]bool{
 
 // checkNodes walks the document as written (aliases not followed) for custom
 // tags and duplicate keys.
-func (s *source) checkNodes(n *yaml.Node, budget *int) []violation {
+func (s *composeSource) checkNodes(n *yaml.Node, budget *int) []violation {
 	var vs []violation
 	var walk func(n *yaml.Node)
 	walk = func(n *yaml.Node) {
@@ -257,7 +257,7 @@ func (s *source) checkNodes(n *yaml.Node, budget *int) []violation {
 
 // checkTop refuses include and extends with file:, seeing through anchors and
 // merge keys the way compose's own YAML decoding does.
-func (s *source) checkTop(root *yaml.Node, budget *int) []violation {
+func (s *composeSource) checkTop(root *yaml.Node, budget *int) []violation {
 	var vs []violation
 	for _, e := range entries(root, budget) {
 		switch e.key.Value {
@@ -276,7 +276,7 @@ func (s *source) checkTop(root *yaml.Node, budget *int) []violation {
 	return vs
 }
 
-func (s *source) checkService(name string, svc *yaml.Node, budget *int) []violation {
+func (s *composeSource) checkService(name string, svc *yaml.Node, budget *int) []violation {
 	if svc.Kind != yaml.MappingNode {
 		return nil
 	}
@@ -303,7 +303,7 @@ func (s *source) checkService(name string, svc *yaml.Node, budget *int) []violat
 
 // checkReadFiles keeps env_file and label_file inside the checkout: compose
 // reads them while rendering, and their content lands in the project.
-func (s *source) checkReadFiles(service string, e entry, budget *int) []violation {
+func (s *composeSource) checkReadFiles(service string, e yamlEntry, budget *int) []violation {
 	var paths []*yaml.Node
 	v := deref(e.value)
 	switch v.Kind {
@@ -339,10 +339,10 @@ func (s *source) checkReadFiles(service string, e entry, budget *int) []violatio
 			if !filepath.IsAbs(abs) {
 				abs = filepath.Join(s.root, abs)
 			}
-			resolved, err := resolvePath(abs)
+			resolved, err := resolveHostPath(abs)
 			if err != nil {
 				msg = fmt.Sprintf("%s %q: %v", e.key.Value, p.Value, err)
-			} else if !within(resolved, s.root) {
+			} else if !pathWithin(resolved, s.root) {
 				msg = fmt.Sprintf("%s %q is outside the checkout", e.key.Value, p.Value)
 			}
 		}
@@ -353,13 +353,13 @@ func (s *source) checkReadFiles(service string, e entry, budget *int) []violatio
 	return vs
 }
 
-// entry is one key/value of a mapping after merge keys are applied.
-type entry struct{ key, value *yaml.Node }
+// yamlEntry is one key/value of a mapping after merge keys are applied.
+type yamlEntry struct{ key, value *yaml.Node }
 
 // entries returns the keys of a mapping node as YAML merge semantics define
 // them: explicit keys first, then merged keys not already present.
-func entries(m *yaml.Node, budget *int) []entry {
-	var out []entry
+func entries(m *yaml.Node, budget *int) []yamlEntry {
+	var out []yamlEntry
 	seen := map[string]bool{}
 	var merged []*yaml.Node
 	for i := 0; i+1 < len(m.Content); i += 2 {
@@ -373,7 +373,7 @@ func entries(m *yaml.Node, budget *int) []entry {
 		}
 		if !seen[k.Value] {
 			seen[k.Value] = true
-			out = append(out, entry{k, v})
+			out = append(out, yamlEntry{k, v})
 		}
 	}
 	for _, v := range merged {
@@ -414,7 +414,7 @@ const maxIndexDepth = 4
 
 // index records the line of every key down to maxIndexDepth; the first
 // document that defines a key wins.
-func (s *source) index(prefix string, m *yaml.Node, depth int, budget *int) {
+func (s *composeSource) index(prefix string, m *yaml.Node, depth int, budget *int) {
 	if depth >= maxIndexDepth {
 		return
 	}
@@ -437,7 +437,7 @@ func (s *source) index(prefix string, m *yaml.Node, depth int, budget *int) {
 
 // locate puts the compose file and the line of the nearest source key on
 // violations that carry a canonical key path.
-func (s *source) locate(vs []violation) {
+func (s *composeSource) locate(vs []violation) {
 	for i := range vs {
 		v := &vs[i]
 		if v.File != "" {

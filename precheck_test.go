@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-func precheckString(t *testing.T, compose string) (*source, string) {
+func precheckString(t *testing.T, compose string) (*composeSource, string) {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte(compose), 0o644); err != nil {

@@ -14,14 +14,14 @@ import (
 // secret and config files likewise, build contexts in the checkout. Paths are
 // resolved through symlinks now; recheckPaths runs this again before "up".
 func (c *checker) checkPaths() {
-	checkout, err := resolvePath(c.r.Checkout)
+	checkout, err := resolveHostPath(c.r.Checkout)
 	if err != nil {
 		c.add("", "checkout %s: %v", c.r.Checkout, err)
 		return
 	}
 	roots := []string{checkout}
 	if c.r.DataDir != "" {
-		data, err := resolvePath(c.r.DataDir)
+		data, err := resolveHostPath(c.r.DataDir)
 		if err != nil {
 			c.add("", "data directory %s: %v", c.r.DataDir, err)
 			return
@@ -29,20 +29,20 @@ func (c *checker) checkPaths() {
 		roots = append(roots, data)
 	}
 	for _, name := range sortedKeys(c.services) {
-		s := object(c.services[name])
-		for i, v := range list(s["volumes"]) {
-			m := object(v)
-			if str(m["type"]) != "bind" {
+		s := jsonObject(c.services[name])
+		for i, v := range jsonList(s["volumes"]) {
+			m := jsonObject(v)
+			if jsonString(m["type"]) != "bind" {
 				continue
 			}
-			c.checkHostPath(fmt.Sprintf("services.%s.volumes[%d]", name, i), "bind mount source", str(m["source"]), roots)
+			c.checkHostPath(fmt.Sprintf("services.%s.volumes[%d]", name, i), "bind mount source", jsonString(m["source"]), roots)
 		}
-		c.checkBuildPaths("services."+name+".build", object(s["build"]), checkout)
+		c.checkBuildPaths("services."+name+".build", jsonObject(s["build"]), checkout)
 	}
 	for _, kind := range []string{"secrets", "configs"} {
-		objs := object(c.p[kind])
+		objs := jsonObject(c.p[kind])
 		for _, key := range sortedKeys(objs) {
-			if f := str(object(objs[key])["file"]); f != "" {
+			if f := jsonString(jsonObject(objs[key])["file"]); f != "" {
 				c.checkHostPath(kind+"."+key+".file", kind+" file", f, roots)
 			}
 		}
@@ -55,7 +55,7 @@ func (c *checker) checkHostPath(path, what, p string, roots []string) {
 	// Canonical JSON escapes "$" as "$$"; compose unescapes it at "up", so
 	// the path on disk is the unescaped one.
 	p = strings.ReplaceAll(p, "$$", "$")
-	resolved, err := resolvePath(p)
+	resolved, err := resolveHostPath(p)
 	if err != nil {
 		c.add(path, "%s %s: %v", what, p, err)
 		return
@@ -80,21 +80,21 @@ func (c *checker) checkBuildPaths(path string, b map[string]any, checkout string
 		return
 	}
 	roots := []string{checkout}
-	ctx := str(b["context"])
+	ctx := jsonString(b["context"])
 	if ctx == "" || remoteRef(ctx) {
 		c.add(path+".context", "build context %q is not allowed: only directories of the checkout", ctx)
 		return
 	}
 	c.checkHostPath(path+".context", "build context", ctx, roots)
-	if df := str(b["dockerfile"]); df != "" {
+	if df := jsonString(b["dockerfile"]); df != "" {
 		if !filepath.IsAbs(df) {
 			df = filepath.Join(ctx, df)
 		}
 		c.checkHostPath(path+".dockerfile", "Dockerfile", df, roots)
 	}
-	extra := object(b["additional_contexts"])
+	extra := jsonObject(b["additional_contexts"])
 	for _, k := range sortedKeys(extra) {
-		v := str(extra[k])
+		v := jsonString(extra[k])
 		switch {
 		case strings.HasPrefix(v, "docker-image://"), strings.HasPrefix(v, "service:"):
 		case remoteRef(v) || strings.Contains(v, "://"):
@@ -111,11 +111,11 @@ func remoteRef(s string) bool {
 	return strings.Contains(l, "://") || strings.HasPrefix(l, "git@") || strings.HasPrefix(l, "github.com/")
 }
 
-// resolvePath resolves the symlinks of an absolute path. For a path that does
+// resolveHostPath resolves the symlinks of an absolute path. For a path that does
 // not exist yet (the engine creates missing bind sources), it resolves the
 // longest existing prefix; a dangling symlink on the way is an error, since
 // the engine would create its target wherever it points.
-func resolvePath(p string) (string, error) {
+func resolveHostPath(p string) (string, error) {
 	if !filepath.IsAbs(p) {
 		return "", fmt.Errorf("not an absolute path")
 	}
@@ -143,13 +143,13 @@ func resolvePath(p string) (string, error) {
 }
 
 // within reports whether p is root or below it; both are clean and absolute.
-func within(p, root string) bool {
+func pathWithin(p, root string) bool {
 	return p == root || root == "/" || strings.HasPrefix(p, root+"/")
 }
 
 func withinAny(p string, roots []string) bool {
 	for _, r := range roots {
-		if within(p, r) {
+		if pathWithin(p, r) {
 			return true
 		}
 	}

@@ -32,15 +32,15 @@ func TestResolvePath(t *testing.T) {
 		{"relative/path", "", "not an absolute path"},
 	}
 	for _, tt := range tests {
-		got, err := resolvePath(tt.in)
+		got, err := resolveHostPath(tt.in)
 		if tt.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("resolvePath(%q) = %q, %v; want error %q", tt.in, got, err, tt.err)
+				t.Errorf("resolveHostPath(%q) = %q, %v; want error %q", tt.in, got, err, tt.err)
 			}
 			continue
 		}
 		if err != nil || got != tt.want {
-			t.Errorf("resolvePath(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+			t.Errorf("resolveHostPath(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
 	}
 }
@@ -56,8 +56,8 @@ func TestWithin(t *testing.T) {
 		{"/data", "/data/web", false},
 		{"/anything", "/", true},
 	} {
-		if got := within(tt.p, tt.root); got != tt.want {
-			t.Errorf("within(%q, %q) = %v", tt.p, tt.root, got)
+		if got := pathWithin(tt.p, tt.root); got != tt.want {
+			t.Errorf("pathWithin(%q, %q) = %v", tt.p, tt.root, got)
 		}
 	}
 }

@@ -29,7 +29,7 @@ func composeEnv(a *account, svc *Service) []string {
 // render runs "docker compose config" as the service's account and returns
 // the canonical JSON. A project compose refuses comes back as a violation
 // carrying compose's message; err is for when compose could not run.
-func render(ctx context.Context, r renderRequest, file string) ([]byte, []violation, error) {
+func renderCompose(ctx context.Context, r renderRequest, file string) ([]byte, []violation, error) {
 	docker := r.Docker
 	if docker == "" {
 		docker = "docker"

@@ -64,7 +64,7 @@ func renderProject(ctx context.Context, r renderRequest) (project []byte, violat
 	if len(src.violations) > 0 && !r.Trusted {
 		return nil, src.violations, nil
 	}
-	project, violations, err = render(ctx, r, src.file)
+	project, violations, err = renderCompose(ctx, r, src.file)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -94,7 +94,7 @@ func composeVersion(ctx context.Context, docker string) (string, error) {
 	if err != nil {
 		msg := strings.TrimSpace(stderr.String())
 		if _, ok := err.(*exec.ExitError); ok && msg != "" {
-			return "", fmt.Errorf("docker compose v2 is required (%s compose version: %s)", docker, firstLine(msg))
+			return "", fmt.Errorf("docker compose v2 is required (%s compose version: %s)", docker, firstLineOf(msg))
 		}
 		return "", fmt.Errorf("docker compose v2 is required: %s compose version: %w", docker, err)
 	}
@@ -125,7 +125,7 @@ func checkComposeVersion(v string) (string, error) {
 	return strings.TrimPrefix(m[0], "v"), nil
 }
 
-func firstLine(s string) string {
+func firstLineOf(s string) string {
 	s, _, _ = strings.Cut(s, "\n")
 	return s
 }

@@ -38,8 +38,8 @@ func TestCheckComposeVersion(t *testing.T) {
 	}
 }
 
-// fakeDocker writes a docker substitute that prints out for "compose version".
-func fakeDocker(t *testing.T, script string) string {
+// fakeComposeDocker writes a docker substitute that prints out for "compose version".
+func fakeComposeDocker(t *testing.T, script string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "docker")
 	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+script+"\n"), 0o755); err != nil {
@@ -50,13 +50,13 @@ func fakeDocker(t *testing.T, script string) string {
 
 func TestComposeVersionCommand(t *testing.T) {
 	ctx := context.Background()
-	if v, err := composeVersion(ctx, fakeDocker(t, `[ "$*" = "compose version --short" ] && echo 2.40.3`)); err != nil || v != "2.40.3" {
+	if v, err := composeVersion(ctx, fakeComposeDocker(t, `[ "$*" = "compose version --short" ] && echo 2.40.3`)); err != nil || v != "2.40.3" {
 		t.Errorf("composeVersion = %q, %v; want 2.40.3", v, err)
 	}
-	if _, err := composeVersion(ctx, fakeDocker(t, `echo 2.20.2`)); err == nil || !strings.Contains(err.Error(), "too old") {
+	if _, err := composeVersion(ctx, fakeComposeDocker(t, `echo 2.20.2`)); err == nil || !strings.Contains(err.Error(), "too old") {
 		t.Errorf("old compose: err = %v; want too old", err)
 	}
-	_, err := composeVersion(ctx, fakeDocker(t, `echo "docker: 'compose' is not a docker command." >&2; exit 1`))
+	_, err := composeVersion(ctx, fakeComposeDocker(t, `echo "docker: 'compose' is not a docker command." >&2; exit 1`))
 	if err == nil || !strings.Contains(err.Error(), "docker compose v2 is required") || !strings.Contains(err.Error(), "not a docker command") {
 		t.Errorf("missing compose: err = %v", err)
 	}
