@@ -158,13 +158,16 @@ func checkEnvFile(name string, data []byte) []violation {
 	return vs
 }
 
-// maxYAMLNodes bounds the work on a hostile file full of aliases.
-const maxYAMLNodes = 200000
+// maxYAMLNodes bounds the work, over all documents of a file, on a hostile
+// file full of aliases.
+const maxYAMLNodes = 1000000
 
 // precheckYAML parses every document of the file (compose merges them all)
 // and records key lines for later violations.
 func (s *composeSource) precheckYAML(data []byte) []violation {
 	var vs []violation
+	var roots []*yaml.Node
+	budget := maxYAMLNodes
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	for {
 		var doc yaml.Node
@@ -175,7 +178,6 @@ func (s *composeSource) precheckYAML(data []byte) []violation {
 		if err != nil {
 			return append(vs, violation{File: s.rel, Line: yamlErrorLine(err), Msg: fmt.Sprintf("invalid YAML: %s", yamlErrorText(err))})
 		}
-		budget := maxYAMLNodes
 		vs = append(vs, s.checkNodes(&doc, &budget)...)
 		if budget <= 0 {
 			return append(vs, violation{File: s.rel, Msg: "too many YAML nodes (alias expansion?)"})
@@ -195,6 +197,10 @@ func (s *composeSource) precheckYAML(data []byte) []violation {
 		if budget <= 0 {
 			return append(vs, violation{File: s.rel, Msg: "too many YAML nodes (alias expansion?)"})
 		}
+		roots = append(roots, root)
+	}
+	if len(roots) == 1 {
+		s.indexItems(roots[0], &budget)
 	}
 	return vs
 }
@@ -431,6 +437,46 @@ func (s *composeSource) index(prefix string, m *yaml.Node, depth int, budget *in
 		}
 		if v := deref(e.value); v.Kind == yaml.MappingNode {
 			s.index(p, v, depth+1, budget)
+		}
+	}
+}
+
+// itemLists are the service lists whose items compose renders one for one, in
+// source order (ports are not: a range becomes several items).
+var itemLists = map[string]bool{"volumes": true, "post_start": true, "pre_stop": true}
+
+// indexItems records the lines of the list items of each service
+// (services.web.volumes[1]), where compose keeps them in source order: one
+// document, and no extends merging lists from another service.
+func (s *composeSource) indexItems(root *yaml.Node, budget *int) {
+	for _, top := range entries(root, budget) {
+		services := deref(top.value)
+		if top.key.Value != "services" || services.Kind != yaml.MappingNode {
+			continue
+		}
+		for _, svc := range entries(services, budget) {
+			m := deref(svc.value)
+			if m.Kind != yaml.MappingNode {
+				continue
+			}
+			keys := entries(m, budget)
+			extends := false
+			for _, e := range keys {
+				extends = extends || e.key.Value == "extends"
+			}
+			if extends {
+				continue
+			}
+			for _, e := range keys {
+				seq := deref(e.value)
+				if !itemLists[e.key.Value] || seq.Kind != yaml.SequenceNode {
+					continue
+				}
+				for i, item := range seq.Content {
+					p := fmt.Sprintf("services.%s.%s[%d]", svc.key.Value, e.key.Value, i)
+					s.lines[p] = item.Line
+				}
+			}
 		}
 	}
 }

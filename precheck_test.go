@@ -124,3 +124,19 @@ func TestRedactEnv(t *testing.T) {
 		t.Errorf("redactEnv = %q", got)
 	}
 }
+
+func TestPrecheckItemLines(t *testing.T) {
+	src, _ := precheckString(t, "services:\n  web:\n    image: busybox\n    ports:\n      - 8000-8001:80-81\n      - 9000:90\n    volumes:\n      - ./a:/a\n      - /etc:/etc\n")
+	vs := []violation{
+		{Path: "services.web.volumes[1]", Service: "web", Msg: "m"},
+		{Path: "services.web.ports[2]", Service: "web", Msg: "m"},
+	}
+	src.locate(vs)
+	// volumes render one for one; a port range becomes two items, so ports
+	// point at the key.
+	for i, want := range []int{9, 4} {
+		if vs[i].Line != want {
+			t.Errorf("%s: line %d; want %d", vs[i].Path, vs[i].Line, want)
+		}
+	}
+}
