@@ -17,6 +17,7 @@ type shape struct {
 	values *shape            // an object with free keys (labels, environment), values of this shape
 	elems  *shape            // an array of these
 	scalar bool              // a string, number, boolean or null
+	null   bool              // null (an empty command, a network without options)
 }
 
 func objShape(keys map[string]*shape) *shape { return &shape{keys: keys} }
@@ -25,8 +26,8 @@ func mapOf(s *shape) *shape                  { return &shape{values: s} }
 
 var (
 	scalar      = &shape{scalar: true}
-	scalarList  = &shape{scalar: true, elems: scalar} // null or a list of values
-	scalarMap   = &shape{scalar: true, values: scalar}
+	scalarList  = &shape{null: true, elems: scalar} // null or a list of values
+	scalarMap   = &shape{null: true, values: scalar}
 	scalarsMap  = &shape{values: scalarList} // provider options: values or lists
 	fileRef     = objShape(map[string]*shape{"source": scalar, "target": scalar, "uid": scalar, "gid": scalar, "mode": scalar})
 	ulimitShape = mapOf(&shape{scalar: true, keys: map[string]*shape{"soft": scalar, "hard": scalar}})
@@ -80,9 +81,9 @@ var serviceShape = objShape(map[string]*shape{
 	"logging":   objShape(map[string]*shape{"driver": scalar, "options": scalarMap}),
 	"mem_limit": scalar, "mem_reservation": scalar, "memswap_limit": scalar, "mem_swappiness": scalar,
 	"mac_address":  scalar,
-	"models":       mapOf(&shape{scalar: true, keys: map[string]*shape{"endpoint_var": scalar, "model_var": scalar}}),
+	"models":       mapOf(&shape{null: true, keys: map[string]*shape{"endpoint_var": scalar, "model_var": scalar}}),
 	"network_mode": scalar,
-	"networks": mapOf(&shape{scalar: true, keys: map[string]*shape{"aliases": scalarList, "driver_opts": scalarMap,
+	"networks": mapOf(&shape{null: true, keys: map[string]*shape{"aliases": scalarList, "driver_opts": scalarMap,
 		"gw_priority": scalar, "interface_name": scalar, "ipv4_address": scalar, "ipv6_address": scalar,
 		"link_local_ips": scalarList, "mac_address": scalar, "priority": scalar}}),
 	"oom_kill_disable": scalar, "oom_score_adj": scalar, "pid": scalar, "pids_limit": scalar, "platform": scalar,
@@ -154,7 +155,7 @@ func checkShape(path string, v any, s *shape, vs []violation) []violation {
 			vs = checkShape(fmt.Sprintf("%s[%d]", path, i), e, s.elems, vs)
 		}
 	default:
-		if !s.scalar {
+		if !s.scalar && !(v == nil && s.null) {
 			return append(vs, violation{Path: path, Service: serviceOf(path), Msg: "a plain value is not allowed here"})
 		}
 	}
@@ -277,7 +278,7 @@ func jsonList(v any) []any {
 	return l
 }
 
-// str returns a scalar as compose would read it back.
+// jsonString returns a scalar as compose would read it back.
 func jsonString(v any) string {
 	switch v := v.(type) {
 	case nil:
@@ -292,17 +293,24 @@ func jsonString(v any) string {
 	return fmt.Sprint(v)
 }
 
-// truthy is a JSON boolean true; compose's canonical JSON has real booleans,
-// but a string "true" is treated the same, to fail closed.
+// truthy reports whether a flag is set. Compose's canonical JSON has real
+// booleans; anything else that is not plainly false or empty counts as set,
+// so that a value compose might read as true is never waved through.
 func truthy(v any) bool {
 	switch v := v.(type) {
+	case nil:
+		return false
 	case bool:
 		return v
 	case string:
-		b, err := strconv.ParseBool(v)
-		return err == nil && b
+		switch strings.ToLower(strings.TrimSpace(v)) {
+		case "", "false", "0", "no", "off", "n":
+			return false
+		}
+	case json.Number:
+		return v.String() != "0"
 	}
-	return false
+	return true
 }
 
 func (c *checker) checkProject() {

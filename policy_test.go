@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -175,5 +177,41 @@ func TestPolicyFixtures(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestTruthy(t *testing.T) {
+	for _, v := range []any{true, "true", "yes", "on", "True", "1", json.Number("1"), map[string]any{}, []any{}} {
+		if !truthy(v) {
+			t.Errorf("truthy(%#v) = false; a value compose might read as true must count as set", v)
+		}
+	}
+	for _, v := range []any{nil, false, "false", "", "no", "off", "0", json.Number("0")} {
+		if truthy(v) {
+			t.Errorf("truthy(%#v) = true", v)
+		}
+	}
+}
+
+// TestValidateHandWritten covers what real compose never renders but a
+// hand-made project on stdin could hold: wrong types fail closed.
+func TestValidateHandWritten(t *testing.T) {
+	project := `{"name": "fixt", "services": {"web": {"image": "x", "privileged": "yes", "unknown": 1,
+		"cap_add": "SYS_ADMIN", "volumes": [{"type": "bind", "source": "relative"}]}}, "x-pgo": [1]}`
+	vs := validateProject([]byte(project), fixtureRequest())
+	all := fmt.Sprint(vs)
+	for _, want := range []string{
+		`privileged is not allowed`,
+		`unknown key "unknown" is not allowed`,
+		`services.web.cap_add: service "web": a plain value`,
+		`x-pgo must be a mapping`,
+		`bind mount source relative: not an absolute path`,
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("no violation contains %q; got %s", want, all)
+		}
+	}
+	if vs := validateProject([]byte(`[]`), fixtureRequest()); len(vs) != 1 || !strings.Contains(vs[0].Msg, "cannot decode") {
+		t.Errorf("non-object project: %v", vs)
 	}
 }
