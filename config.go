@@ -371,15 +371,6 @@ func (c *configChecker) crossCheck(services []*Service) {
 	}
 }
 
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 var (
 	serviceNameRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 	userNameRE     = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\$?$`)
