@@ -18,8 +18,8 @@ import (
 func policyE2ENeed(t *testing.T) {
 	t.Helper()
 	requireCompose(t)
-	if out, err := exec.Command("docker", "image", "inspect", "pgo-test-busybox:latest").CombinedOutput(); err != nil {
-		t.Skipf("E2E SKIPPED: no engine or no test image pgo-test-busybox:latest: %v: %s", err, bytes.TrimSpace(out))
+	if out, err := exec.Command("docker", "image", "inspect", "pgo-test-busybox:e2e").CombinedOutput(); err != nil {
+		t.Skipf("E2E SKIPPED: no engine or no test image pgo-test-busybox:e2e: %v: %s", err, bytes.TrimSpace(out))
 	}
 }
 
@@ -41,7 +41,7 @@ func TestE2EPolicyDeploysWhatWasChecked(t *testing.T) {
 	}
 	compose := `services:
   web:
-    image: pgo-test-busybox:latest
+    image: pgo-test-busybox:e2e
     command: ["sh", "-c", "echo $$HOME > /out/home; sleep 600"]
     volumes:
       - "./$${X}:/x:ro"

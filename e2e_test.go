@@ -32,7 +32,9 @@ import (
 )
 
 const (
-	testImage = "pgo-test-busybox:latest"
+	// testImage is built locally; its tag is not "latest" because compose
+	// pull --policy missing pulls a "latest" image even when it is present.
+	testImage = "pgo-test-busybox:e2e"
 	e2eUser_  = "pgoe2e"
 )
 

@@ -21,12 +21,17 @@ type repo struct {
 	secrets []string                        // scrubbed from every error
 	observe func(command string, err error) // counts commands for metrics; may be nil
 	log     *slog.Logger                    // --debug shows each command
+	config  string                          // git config pgod writes for the user; "" for none
 }
 
 func (r *repo) env() []string {
+	global := r.config
+	if global == "" {
+		global = "/dev/null"
+	}
 	return append(r.acct.baseEnv(),
 		"GIT_CONFIG_NOSYSTEM=1",
-		"GIT_CONFIG_GLOBAL=/dev/null",
+		"GIT_CONFIG_GLOBAL="+global,
 		"GIT_TERMINAL_PROMPT=0",
 		"GIT_ASKPASS=/bin/false",
 		"SSH_ASKPASS=/bin/false",
@@ -59,6 +64,26 @@ func (r *repo) git(ctx context.Context, args ...string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %s", verb, redact(lastLines(msg, 5), r.secrets))
 	}
 	return stdout.Bytes(), nil
+}
+
+// writeConfig writes the only git config the service's git sees. A local
+// upstream (a path or file:// URL) usually belongs to another user, and git
+// refuses such a repository unless it is named as a safe directory, which
+// only the global config may do. path is written by root and readable by all.
+func (r *repo) writeConfig(path string) error {
+	local := strings.TrimPrefix(r.url, "file://")
+	if !strings.HasPrefix(local, "/") {
+		r.config = ""
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(path, []byte("[safe]\n\tdirectory = "+local+"\n"), 0o644); err != nil {
+		return err
+	}
+	r.config = path
+	return nil
 }
 
 // cloned reports whether the checkout exists.

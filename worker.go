@@ -249,6 +249,9 @@ func (w *worker) prepare(ctx context.Context) error {
 			return fmt.Errorf("mount %s: %w", w.svc.Mount, err)
 		}
 	}
+	if err := w.repo.writeConfig(filepath.Join(w.d.flags.dir, ".gitconfig", w.svc.Name)); err != nil {
+		return fmt.Errorf("git config: %w", err)
+	}
 	if !w.repo.cloned() {
 		w.log.Info("cloning " + w.svc.RedactedRepository())
 		if err := w.repo.clone(ctx); err != nil {
