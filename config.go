@@ -360,6 +360,7 @@ func (c *configChecker) crossCheck(services []*Service) {
 				names[s.Name] = s
 			}
 		}
+		c.prefixClash(s, label, services)
 		for _, host := range sortedKeys(s.URLs) {
 			h := strings.ToLower(host)
 			if first, ok := hosts[h]; ok && first != s {
@@ -367,6 +368,22 @@ func (c *configChecker) crossCheck(services []*Service) {
 			} else {
 				hosts[h] = s
 			}
+		}
+	}
+}
+
+// prefixClash refuses a name that is another service's name followed by "-"
+// or "_": compose names resources "<project>_<volume>" and containers
+// "<project>-<service>-N", so project "a" with volume "b_c" and project "a_b"
+// with volume "c" would share one volume, and a team could reach another's data.
+func (c *configChecker) prefixClash(s *Service, label string, services []*Service) {
+	for _, other := range services {
+		if other == s || other.Name == "" || len(s.Name) <= len(other.Name) {
+			continue
+		}
+		rest, ok := strings.CutPrefix(s.Name, other.Name)
+		if ok && (rest[0] == '-' || rest[0] == '_') {
+			c.errorf(s.Line, label, "name starts with the name of service %q (line %d) and a separator; compose resource names of the two could clash", other.Name, other.Line)
 		}
 	}
 }

@@ -335,3 +335,18 @@ func TestParseRegistry(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigRefusesPrefixNames(t *testing.T) {
+	data := "[[services]]\nname = \"a\"\nuser = \"u\"\nrepository = \"/r\"\n\n[[services]]\nname = \"a_b\"\nuser = \"u\"\nrepository = \"/r\"\n\n[[services]]\nname = \"ab\"\nuser = \"u\"\nrepository = \"/r\"\n"
+	_, err := parseConfig("pgo.toml", []byte(data))
+	if err == nil {
+		t.Fatal("a_b beside a was accepted")
+	}
+	want := `pgo.toml:6: service "a_b": name starts with the name of service "a" (line 1)`
+	if !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %q does not contain %q", err, want)
+	}
+	if strings.Contains(err.Error(), `service "ab"`) {
+		t.Fatalf("ab was refused too: %v", err)
+	}
+}

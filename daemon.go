@@ -417,7 +417,8 @@ func (d *Daemon) remove(ctx context.Context, name string, unmountData bool) {
 			d.log.Warn(fmt.Sprintf("[%s] unmount: %v", name, err))
 		}
 	}
-	for _, p := range []string{filepath.Join(d.flags.dir, name), state.dir, filepath.Join(d.flags.dir, name+".stop")} {
+	for _, p := range []string{filepath.Join(d.flags.dir, name), state.dir, filepath.Join(d.flags.dir, name+".stop"),
+		filepath.Join(d.flags.dir, ".gitconfig", name)} {
 		if err := os.RemoveAll(p); err != nil {
 			d.log.Error(fmt.Sprintf("[%s] %v", name, err))
 		}

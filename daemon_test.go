@@ -163,6 +163,9 @@ func TestWorkerDeployOrder(t *testing.T) {
 	if st := w.status(); st.Deployed != first || st.LastResult != resultOK {
 		t.Fatalf("status after first deploy: %+v", st)
 	}
+	if cfg, _ := os.ReadFile(filepath.Join(w.checkout, ".git", "config")); strings.Contains(string(cfg), g.bare) {
+		t.Errorf("the checkout's .git/config keeps the repository URL:\n%s", cfg)
+	}
 
 	// Nothing changed upstream: no pull, no up, only the drift check.
 	w.sync(ctx, nil, false)

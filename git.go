@@ -107,6 +107,11 @@ func (r *repo) clone(ctx context.Context) error {
 		return err
 	}
 	_, err := r.git(ctx, "clone", "--quiet", "--no-tags", "--single-branch", "--branch", r.branch, "--", r.url, r.dir)
+	if err == nil {
+		// pgod passes the URL on every fetch; keeping it out of .git/config
+		// keeps a token in it out of reach of a container that binds "./".
+		_, err = r.git(ctx, "-C", r.dir, "remote", "remove", "origin")
+	}
 	if err != nil {
 		os.RemoveAll(r.dir)
 	}
