@@ -95,7 +95,7 @@ func TestE2ECaddySnippet(t *testing.T) {
 	upA.commit(t, map[string]string{"compose.yaml": webCompose("app")})
 	cfg := serviceTOML(proxy, upP.bare,
 		`import = "Caddyfile-import"`,
-		`reload = "localhost:`+proxy+`//exec web touch /tmp/reloaded"`,
+		`reload = "localhost:`+proxy+`//exec web touch /srv/reloaded"`,
 		`urls = { "proxy.example.org" = "web:8080" }`) +
 		serviceTOML(app, upA.bare, `urls = { "app.example.org" = "web:8080" }`)
 	d := startDaemon(t, cfg)
@@ -109,6 +109,6 @@ func TestE2ECaddySnippet(t *testing.T) {
 		t.Fatalf("caddy adapt refused the snippet: %v\n%s", err, out)
 	}
 	waitFor(t, "the reload command to run", 30*time.Second, func() bool {
-		return exec.Command("docker", "exec", proxy+"-web-1", "test", "-e", "/tmp/reloaded").Run() == nil
+		return exec.Command("docker", "exec", proxy+"-web-1", "test", "-e", "/srv/reloaded").Run() == nil
 	})
 }

@@ -156,6 +156,9 @@ func (d *Daemon) updateCaddy() {
 		os.Chown(path, int(w.acct.UID), int(w.acct.GID))
 		if changed {
 			w.log.Info("wrote " + path)
+		}
+		// A reload that failed (say, before the proxy's first deploy) is tried again.
+		if changed || w.status().ReloadErr != "" {
 			d.runReload(w)
 		}
 	}
