@@ -369,13 +369,15 @@ func uniqueName(prefix string) string {
 }
 
 // webCompose is a compose file whose one service, web, serves page over
-// HTTP on port 8080 inside its network.
+// HTTP on port 8080 inside its network. httpd runs as PID 1 and ignores
+// SIGTERM, so a short grace period keeps replacing it quick.
 func webCompose(page string) string {
 	return `services:
   web:
     image: ` + testImage + `
     command: ["sh", "-c", "mkdir -p /srv && echo ` + page + ` > /srv/index.html && exec httpd -f -p 8080 -h /srv"]
     restart: unless-stopped
+    stop_grace_period: 1s
 `
 }
 
