@@ -17,12 +17,14 @@ const usage = `Usage:
     pgo version               print the version
     pgo help                  print this text
 
-Run "pgo daemon -h", "pgo ctl -h" or "pgo check -h" for each mode's flags.
 pgod runs as root under systemd, reads /etc/pgo.toml, clones every service's
 repository, checks its compose file against the security policy and keeps the
 branch deployed with "docker compose up". Teams drive their own service with
 pgoctl over pgod's SSH server (port 2222), authorised by the public keys in
 the ssh/ directory of their repository. See pgo(8).
+
+The flags of each mode follow; "pgo daemon -h", "pgo ctl -h" and
+"pgo check -h" print them one mode at a time.
 `
 
 // version is stamped at build time with -ldflags "-X main.version=...".
@@ -41,7 +43,7 @@ func run(argv []string, stdout, stderr io.Writer) int {
 		return runCtl(argv[1:], stdout, stderr)
 	}
 	if len(argv) < 2 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, fullUsage())
 		return 2
 	}
 	cmd, args := argv[1], argv[2:]
@@ -56,9 +58,14 @@ func run(argv []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "pgo %s\n", version)
 		return 0
 	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, fullUsage())
 		return 0
 	}
 	fmt.Fprintf(stderr, "pgo: unknown command %q\n%s", cmd, usage)
 	return 2
+}
+
+// fullUsage is the overview followed by every mode's flags.
+func fullUsage() string {
+	return usage + "\n" + daemonUsage + "\n" + ctlUsage + "\n" + checkUsage
 }
