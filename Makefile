@@ -27,7 +27,8 @@ test: vet unit fuzz e2e
 vet:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
-	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed, skipped"; fi
+	$(GO) vet -tags e2e ./...
+	@if command -v staticcheck >/dev/null; then staticcheck ./... && staticcheck -tags e2e ./...; else echo "staticcheck not installed, skipped"; fi
 
 unit:
 	$(GO) test -count=1 ./...
