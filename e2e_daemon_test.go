@@ -231,7 +231,7 @@ func TestE2EDaemonKilledMidDeploy(t *testing.T) {
 
 	next := up.commit(t, map[string]string{"compose.yaml": webCompose("new")})
 	d.logShows(t, "commit "+short(next)+" passed the policy", 30*time.Second)
-	d.kill()
+	d.kill(t)
 	d.start(t)
 	pageIs(t, name, "new", 60*time.Second)
 	d.logShows(t, "deployed "+short(next), 10*time.Second)

@@ -267,7 +267,9 @@ func (d *daemonProc) start(t *testing.T, extra ...string) {
 	d.cmd.Env = append(os.Environ(), "PGOD_TEST_SECRET_IN_ENV=must-not-leak")
 	d.cmd.Stdout = &lockedWriter{d: d}
 	d.cmd.Stderr = &lockedWriter{d: d}
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// A session of its own: pgod's commands start process groups of their
+	// own, but stay in its session, so kill can end them all as systemd would.
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -294,11 +296,16 @@ func (d *daemonProc) stop(t *testing.T) {
 	}
 }
 
-// kill ends pgod with SIGKILL, as a crash would.
-func (d *daemonProc) kill() {
-	syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+// kill ends pgod and every command it started with SIGKILL, as a crash under
+// systemd would (the unit's whole control group goes).
+func (d *daemonProc) kill(t *testing.T) {
+	sid := fmt.Sprint(d.cmd.Process.Pid)
+	exec.Command("pkill", "-KILL", "-s", sid).Run()
 	d.cmd.Wait()
 	d.cmd = nil
+	waitFor(t, "pgod's commands to die", 10*time.Second, func() bool {
+		return exec.Command("pgrep", "-s", sid).Run() != nil
+	})
 }
 
 func (d *daemonProc) logs() string {
