@@ -1,0 +1,263 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// target is one way of doing an authenticated no-op over SSH.
+type target struct {
+	name   string
+	argv   []string
+	expect string // in stdout of a good run
+}
+
+// latencies of one target, in milliseconds.
+type latencies struct {
+	sequential, concurrent []float64
+	failures               int
+	firstFailure           string
+}
+
+// controlPlane times pgoctl's ping against pgod and, as the reference point,
+// OpenSSH's client against Debian's sshd running a forced "true", same key
+// type (ed25519) for user and host keys. Each call spawns its client, so both
+// sides pay for a process start. With d nil only the reference is measured.
+func (b *bench) controlPlane(d *daemon) {
+	sshdAddr, stop, err := b.startSSHD()
+	if err != nil {
+		b.fail("OpenSSH reference", err)
+	}
+	if stop != nil {
+		defer stop()
+	}
+	var targets []target
+	if d != nil {
+		_, port, _ := net.SplitHostPort(d.sshAddr)
+		svc := b.names[0] + "//ping"
+		targets = append(targets,
+			target{"pgoctl -> pgod ping", []string{b.pgoctl, "-p", port, "--known-hosts", filepath.Join(b.o.work, "known_hosts.pgoctl"), "-i", b.key, "127.0.0.1:" + svc}, "pong"},
+			target{"ssh -> pgod ping", b.sshArgv(d.sshAddr, "known_hosts.pgod", svc), "pong"},
+		)
+	}
+	if err == nil {
+		targets = append(targets, target{"ssh -> sshd forced true", b.sshArgv(sshdAddr, "known_hosts.sshd", "true"), ""})
+	}
+	results := map[string]latencies{}
+	for _, t := range targets {
+		l, err := b.timeTarget(t)
+		if err != nil {
+			b.fail(t.name, err)
+			continue
+		}
+		results[t.name] = l
+		b.latencyRows(t.name, l)
+	}
+	b.ratioRows(results)
+}
+
+func (b *bench) sshArgv(addr, knownHosts, command string) []string {
+	host, port, _ := net.SplitHostPort(addr)
+	return []string{"ssh", "-F", "/dev/null", "-p", port, "-i", b.key,
+		"-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
+		"-o", "HostKeyAlgorithms=ssh-ed25519", "-o", "StrictHostKeyChecking=accept-new",
+		"-o", "UserKnownHostsFile=" + filepath.Join(b.o.work, knownHosts),
+		"root@" + host, command}
+}
+
+// timeTarget warms up (the first call also records the host key), then times
+// -pings calls one after another and -clients × -per-client calls at once.
+func (b *bench) timeTarget(t target) (latencies, error) {
+	var l latencies
+	for i := 0; i < 3; i++ {
+		if _, err := callOnce(t); err != nil {
+			return l, fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	for i := 0; i < b.o.pings; i++ {
+		ms, err := callOnce(t)
+		if err != nil {
+			l.failures++
+			l.firstFailure = err.Error()
+			continue
+		}
+		l.sequential = append(l.sequential, ms)
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for c := 0; c < b.o.clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < b.o.perClient; i++ {
+				ms, err := callOnce(t)
+				mu.Lock()
+				if err != nil {
+					l.failures++
+					l.firstFailure = err.Error()
+				} else {
+					l.concurrent = append(l.concurrent, ms)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if l.failures > 0 {
+		b.note("%s: %d of %d calls failed, first: %s", t.name, l.failures, b.o.pings+b.o.clients*b.o.perClient, l.firstFailure)
+	}
+	if len(l.sequential) == 0 || len(l.concurrent) == 0 {
+		return l, fmt.Errorf("every call failed: %s", l.firstFailure)
+	}
+	return l, nil
+}
+
+// callOnce runs the client once and returns its wall time in milliseconds.
+func callOnce(t target) (float64, error) {
+	cmd := exec.Command(t.argv[0], t.argv[1:]...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	ms := time.Since(start).Seconds() * 1000
+	if err != nil {
+		return 0, fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	if !strings.Contains(stdout.String(), t.expect) {
+		return 0, fmt.Errorf("got %q, want %q", stdout.String(), t.expect)
+	}
+	return ms, nil
+}
+
+func (b *bench) latencyRows(name string, l latencies) {
+	ref, factor := 0.0, 0.0
+	if strings.HasPrefix(name, "pgoctl") {
+		ref, factor = refPingMs, betterBy
+	}
+	seq, conc := fmt.Sprintf("n=%d", len(l.sequential)), fmt.Sprintf("%d clients, n=%d", b.o.clients, len(l.concurrent))
+	b.rows = append(b.rows,
+		valueRow(name+": p50 sequential", "ms", percentile(l.sequential, 50), seq, ref, factor),
+		valueRow(name+": p99 sequential", "ms", percentile(l.sequential, 99), seq, 0, 0),
+		valueRow(name+": p50 concurrent", "ms", percentile(l.concurrent, 50), conc, 0, 0),
+		valueRow(name+": p99 concurrent", "ms", percentile(l.concurrent, 99), conc, 0, 0),
+	)
+}
+
+// ratioRows compare pgod's SSH path with OpenSSH's; the aim is within 1.5x.
+func (b *bench) ratioRows(r map[string]latencies) {
+	base, ok := r["ssh -> sshd forced true"]
+	if !ok {
+		return
+	}
+	for _, name := range []string{"pgoctl -> pgod ping", "ssh -> pgod ping"} {
+		l, ok := r[name]
+		if !ok {
+			continue
+		}
+		for _, p := range []float64{50, 99} {
+			b.rows = append(b.rows,
+				ratioRow(fmt.Sprintf("ratio %s / OpenSSH: p%.0f sequential", name, p), percentile(l.sequential, p)/percentile(base.sequential, p)),
+				ratioRow(fmt.Sprintf("ratio %s / OpenSSH: p%.0f concurrent", name, p), percentile(l.concurrent, p)/percentile(base.concurrent, p)),
+			)
+		}
+	}
+}
+
+// startSSHD runs Debian's sshd on a free loopback port with its own config,
+// host key and an authorized_keys whose only entry forces "true".
+func (b *bench) startSSHD() (addr string, stop func(), err error) {
+	dir := filepath.Join(b.o.work, "sshd")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", nil, err
+	}
+	// sshd refuses to start without its privilege separation directory,
+	// which systemd normally creates.
+	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+		return "", nil, err
+	}
+	hostKey := filepath.Join(dir, "ssh_host_ed25519_key")
+	if _, err := runCmd("", nil, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", hostKey); err != nil {
+		return "", nil, err
+	}
+	pub, err := os.ReadFile(b.key + ".pub")
+	if err != nil {
+		return "", nil, err
+	}
+	keys := filepath.Join(dir, "authorized_keys")
+	if err := os.WriteFile(keys, []byte(`command="true",restrict `+string(pub)), 0o600); err != nil {
+		return "", nil, err
+	}
+	addr = freeAddr()
+	host, port, _ := net.SplitHostPort(addr)
+	config := filepath.Join(dir, "sshd_config")
+	conf := fmt.Sprintf(`# OpenSSH reference for the pgo bench
+Port %s
+ListenAddress %s
+HostKey %s
+PidFile %s
+AuthorizedKeysFile %s
+HostKeyAlgorithms ssh-ed25519
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+UsePAM no
+StrictModes no
+UseDNS no
+PrintMotd no
+PrintLastLog no
+MaxStartups 128
+MaxSessions 64
+`, port, host, hostKey, filepath.Join(dir, "sshd.pid"), keys)
+	if err := os.WriteFile(config, []byte(conf), 0o600); err != nil {
+		return "", nil, err
+	}
+	if _, err := runCmd("", nil, "/usr/sbin/sshd", "-t", "-f", config); err != nil {
+		return "", nil, err
+	}
+	logf, err := os.Create(filepath.Join(dir, "sshd.log"))
+	if err != nil {
+		return "", nil, err
+	}
+	cmd := exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", config)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return "", nil, err
+	}
+	stop = func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		logf.Close()
+	}
+	if err := waitListening(addr, 10*time.Second); err != nil {
+		stop()
+		return "", nil, fmt.Errorf("sshd: %w", err)
+	}
+	log.Printf("OpenSSH reference sshd on %s", addr)
+	return addr, stop, nil
+}
+
+// waitListening polls until something accepts connections on addr.
+func waitListening(addr string, deadline time.Duration) error {
+	end := time.Now().Add(deadline)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(end) {
+			return fmt.Errorf("nothing listens on %s after %s: %w", addr, deadline, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
