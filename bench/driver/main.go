@@ -21,6 +21,7 @@ import (
 // options are the driver's flags; scripts/bench passes the paths.
 type options struct {
 	pgo         string        // the pgo binary; pgod and pgoctl symlinks sit next to it
+	pgod        string        // daemon to run, if not the pgod next to pgo (another build)
 	docker      string        // the substitute docker, built by scripts/bench
 	work        string        // scratch directory, removed by scripts/bench
 	out         string        // BENCH.md
@@ -47,6 +48,7 @@ func main() {
 	log.SetPrefix("bench: ")
 	var o options
 	flag.StringVar(&o.pgo, "pgo", "./pgo", "pgo binary (pgod and pgoctl symlinks next to it)")
+	flag.StringVar(&o.pgod, "pgod", "", "daemon to measure (default: pgod next to -pgo)")
 	flag.StringVar(&o.docker, "docker", "", "substitute docker binary (bench/fakedocker)")
 	flag.StringVar(&o.work, "work", "", "scratch directory")
 	flag.StringVar(&o.out, "out", "BENCH.md", "report file to write")
@@ -63,7 +65,7 @@ func main() {
 	flag.IntVar(&o.checkRuns, "check-runs", 7, "pgo check repeats")
 	flag.IntVar(&o.composeSvcs, "compose-services", 50, "services in the pgo check compose file")
 	flag.DurationVar(&o.deadline, "deadline", 120*time.Second, "longest wait for one event")
-	flag.StringVar(&o.phases, "phases", "cold,idle,push,ssh,policy,size", "phases to run")
+	flag.StringVar(&o.phases, "phases", "floor,cold,idle,push,ssh,policy,size", "phases to run")
 	flag.StringVar(&o.repoURL, "repo-url", "file", `repository form in pgo.toml: "file" (file:// URL) or "path"`)
 	flag.BoolVar(&o.profile, "profile", false, "run pgod with --debug and save pprof profiles in the work directory")
 	flag.Parse()
@@ -102,6 +104,9 @@ func (b *bench) runPhases() {
 	want := map[string]bool{}
 	for _, p := range strings.Split(b.o.phases, ",") {
 		want[strings.TrimSpace(p)] = true
+	}
+	if want["floor"] {
+		b.gitFloor()
 	}
 	if want["cold"] || want["idle"] || want["push"] || want["ssh"] {
 		// The last cold start's daemon stays up for the phases that need one.

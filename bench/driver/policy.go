@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -153,4 +154,35 @@ func (b *bench) binarySize() {
 		return
 	}
 	b.rows = append(b.rows, valueRow("binary size of pgo (pgod, pgoctl: symlinks)", "MB", mb(fi.Size()), "", refBinaryMB, betterBy))
+}
+
+// gitFloor measures what git alone costs for what pgod must do with it: a
+// clone of every repository (cold start) and an ls-remote of every branch
+// (one poll cycle), run one after another without pgo. No daemon can use
+// less CPU than this while it shells out to git.
+func (b *bench) gitFloor() {
+	dst := filepath.Join(b.o.work, "floor")
+	var clone, lsRemote strings.Builder
+	for i, name := range b.names {
+		fmt.Fprintf(&clone, "git clone -q --single-branch -b main %q %q || exit 1\n", b.repository(name), filepath.Join(dst, strconv.Itoa(i)))
+		fmt.Fprintf(&lsRemote, "git ls-remote %q refs/heads/main >/dev/null || exit 1\n", b.repository(name))
+	}
+	for _, f := range []struct {
+		figure, script string
+	}{
+		{fmt.Sprintf("floor: git clone ×%d, no pgo", len(b.names)), clone.String()},
+		{fmt.Sprintf("floor: git ls-remote ×%d, no pgo", len(b.names)), lsRemote.String()},
+	} {
+		cmd := exec.Command("sh", "-c", f.script)
+		cmd.Env = append(os.Environ(), gitEnv...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			b.fail(f.figure, fmt.Errorf("%v: %s", err, firstLines(string(out), 3)))
+			continue
+		}
+		// The shell waits for every git, so its rusage holds theirs.
+		cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		b.rows = append(b.rows, valueRow(f.figure, "CPU s", cpu.Seconds(), "", 0, 0))
+	}
+	os.RemoveAll(dst)
 }

@@ -119,6 +119,7 @@ func (b *bench) report(started time.Time) report {
 			"Date: " + started.UTC().Format("2006-01-02 15:04 UTC"),
 			fmt.Sprintf("CPU: %s, %d cores", cpuModel(), runtime.NumCPU()),
 			"Kernel: " + readTrim("/proc/sys/kernel/osrelease"),
+			"Load average at start: " + b.loadStart + ", at end: " + readTrim("/proc/loadavg"),
 			"pgo: " + strings.TrimSpace(string(pgoVersion)) + ", built with " + runtime.Version(),
 			fmt.Sprintf("Parameters: N=%d, -t %s, %d cold starts, %d cycles per idle figure, %d webhook pushes, %d sequential pings, %d×%d concurrent, %d pgo check runs",
 				b.o.services, b.o.interval, b.o.repeats, b.o.cycles, b.o.hooks, b.o.pings, b.o.clients, b.o.perClient, b.o.checkRuns),

@@ -26,6 +26,8 @@ type bench struct {
 	rows     []row
 	notes    []string // observations printed under the table
 	pushed   map[string]int
+
+	loadStart string // /proc/loadavg when the bench started: others' load skews wall times
 }
 
 func newBench(o options) (*bench, error) {
@@ -40,6 +42,11 @@ func newBench(o options) (*bench, error) {
 		key:      filepath.Join(o.work, "id_ed25519"),
 		config:   filepath.Join(o.work, "pgo.toml"),
 		pushed:   map[string]int{},
+
+		loadStart: readTrim("/proc/loadavg"),
+	}
+	if o.pgod != "" {
+		b.pgod = o.pgod
 	}
 	for i := 1; i <= o.services; i++ {
 		b.names = append(b.names, fmt.Sprintf("svc%03d", i))
