@@ -21,7 +21,8 @@ type daemon struct {
 	started time.Time
 	dir     string // -d, its log is pgod.log beside it
 	sshAddr string
-	metrics string // host:port of the metrics listener (webhooks, pprof)
+	metrics string // host:port of the metrics listener (webhooks)
+	pprof   string // host:port of net/http/pprof in a profiling build
 	calls   *callLog
 	exited  chan struct{}
 }
@@ -50,15 +51,16 @@ func (b *bench) startDaemon(run string) (*daemon, error) {
 	if b.o.maxParallel > 0 {
 		args = append(args, "--max-parallel", strconv.Itoa(b.o.maxParallel))
 	}
-	if b.o.profile {
-		args = append(args, "--debug")
-	}
 	logf, err := os.Create(filepath.Join(root, "pgod.log"))
 	if err != nil {
 		return nil, err
 	}
 	d.cmd = exec.Command(b.pgod, args...)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	if b.o.profile {
+		d.pprof = freeAddr()
+		d.cmd.Env = append(os.Environ(), "PGO_BENCH_PPROF="+d.pprof)
+	}
 	d.started = time.Now()
 	if err := d.cmd.Start(); err != nil {
 		logf.Close()
@@ -278,9 +280,12 @@ func (d *daemon) waitUp(project string, t time.Time, deadline time.Duration) (ti
 	return up, nil
 }
 
-// fetchProfile saves a pprof endpoint of pgod's (needs --debug) to file.
+// fetchProfile saves a pprof endpoint of a profiling build of pgod to file.
 func (d *daemon) fetchProfile(path, file string) error {
-	resp, err := http.Get("http://" + d.metrics + path)
+	if err := waitListening(d.pprof, 5*time.Second); err != nil {
+		return err
+	}
+	resp, err := http.Get("http://" + d.pprof + path)
 	if err != nil {
 		return err
 	}

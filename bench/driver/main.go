@@ -40,7 +40,8 @@ type options struct {
 	deadline    time.Duration // longest wait for any one event
 	phases      string        // comma-separated subset to run
 	repoURL     string        // "file" (file:// URLs) or "path"
-	profile     bool          // run pgod with --debug and fetch pprof profiles
+	profile     bool          // measure a profiling build of pgod and save pprof profiles
+	profileSecs int           // length of the cold start CPU profile
 }
 
 func main() {
@@ -67,7 +68,8 @@ func main() {
 	flag.DurationVar(&o.deadline, "deadline", 120*time.Second, "longest wait for one event")
 	flag.StringVar(&o.phases, "phases", "floor,cold,idle,push,ssh,policy,size", "phases to run")
 	flag.StringVar(&o.repoURL, "repo-url", "file", `repository form in pgo.toml: "file" (file:// URL) or "path"`)
-	flag.BoolVar(&o.profile, "profile", false, "run pgod with --debug and save pprof profiles in the work directory")
+	flag.BoolVar(&o.profile, "profile", false, "measure a profiling build of pgod (pprof added) and save profiles in bench/profiles/")
+	flag.IntVar(&o.profileSecs, "profile-seconds", 5, "length of the cold start CPU profile")
 	flag.Parse()
 	if o.docker == "" || o.work == "" {
 		log.Fatal("-docker and -work are required (run it through scripts/bench)")
@@ -85,6 +87,11 @@ func run(o options) error {
 	b, err := newBench(o)
 	if err != nil {
 		return err
+	}
+	if o.profile {
+		if b.pgod, err = b.buildProfiling(); err != nil {
+			return err
+		}
 	}
 	started := time.Now()
 	log.Printf("setting up %d services in %s", o.services, o.work)

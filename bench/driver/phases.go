@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -48,7 +47,7 @@ func (b *bench) coldStarts(measure bool) *daemon {
 			return nil
 		}
 		if b.o.profile && r == 1 {
-			go b.saveProfile(d, "/debug/pprof/profile?seconds=5", "cold.cpu.pprof")
+			go b.saveProfile(d, fmt.Sprintf("/debug/pprof/profile?seconds=%d", b.o.profileSecs), "cold.cpu.pprof")
 		}
 		last, err := b.waitAllUp(d)
 		if err != nil {
@@ -129,6 +128,9 @@ func (b *bench) idle(d *daemon) {
 	// The window is a measurement interval, not a synchronisation: let the
 	// tail of the cold start (first polls, status checks) pass first.
 	time.Sleep(2 * time.Second)
+	if b.o.profile {
+		go b.saveProfile(d, fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(t.Seconds())*b.o.cycles), "idle.cpu.pprof")
+	}
 	quiet, err := b.cycleCPU(d, nil)
 	if err != nil {
 		b.fail("idle", err)
@@ -261,26 +263,6 @@ func postGitHubHook(addr, name, head string) error {
 		return fmt.Errorf("POST /hook/%s: %s, want 202", name, resp.Status)
 	}
 	return nil
-}
-
-// saveProfile fetches a pprof profile from pgod into bench/profiles/.
-func (b *bench) saveProfile(d *daemon, path, file string) {
-	if err := os.MkdirAll("bench/profiles", 0o755); err != nil {
-		log.Printf("profile: %v", err)
-		return
-	}
-	out := filepath.Join("bench/profiles", file)
-	if err := d.fetchProfile(path, out); err != nil {
-		log.Printf("profile %s: %v", path, err)
-		return
-	}
-	log.Printf("profile saved: %s (go tool pprof %s %s)", out, b.o.pgo, out)
-}
-
-func (b *bench) heapProfile(d *daemon) {
-	if b.o.profile {
-		b.saveProfile(d, "/debug/pprof/heap", "idle.heap.pprof")
-	}
 }
 
 func mb(bytes int64) float64 { return float64(bytes) / (1 << 20) }
