@@ -1,12 +1,491 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/crypto/ssh"
 )
 
-// runDaemon is pgod.
+const daemonUsage = `Usage: pgod [flags]   (or: pgo daemon [flags])
+
+Runs every service of the config: clones its repository, checks its compose
+project against the policy, deploys it with "docker compose up" as its user and
+keeps tracking its branch. Runs as root.
+
+Flags:
+    -c, --config FILE      config file (default /etc/pgo.toml)
+    -d, --dir DIR          checkouts and state (default /var/lib/pgo)
+        --datadir DIR      per-service data directories (default /data)
+    -s, --ssh ADDR         SSH control plane address (default :2222)
+    -m, --metrics ADDR     metrics, health and webhook address (default :9112)
+    -t, --duration D       poll interval per service (default 5m)
+        --max-parallel N   compose pulls and ups at once across services (default 4)
+        --hostkey FILE     SSH host key (default <dir>/.pgo/ssh_host_ed25519_key)
+        --docker PATH      docker binary (default docker)
+        --mount-cmd PATH   mount binary for NFS shares (default mount)
+        --debug            log the commands run, secrets redacted
+    -v, --version          print the version and exit
+    -h, --help             print this text
+`
+
+// daemonFlags are pgod's settings, the only configuration besides pgo.toml.
+type daemonFlags struct {
+	config, dir, datadir string
+	sshAddr, metricsAddr string
+	hostKey, docker      string
+	mountCmd             string
+	duration             time.Duration
+	maxParallel          int
+	debug, version       bool
+}
+
+// parseDaemonFlags parses args; it returns a non-negative exit code when pgod
+// should stop right away (help, version, a bad flag).
+func parseDaemonFlags(args []string, stdout, stderr io.Writer) (*daemonFlags, int) {
+	f := &daemonFlags{}
+	fs := flag.NewFlagSet("pgod", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	both := func(p *string, short, long, def string) {
+		fs.StringVar(p, short, def, "")
+		fs.StringVar(p, long, def, "")
+	}
+	both(&f.config, "c", "config", "/etc/pgo.toml")
+	both(&f.dir, "d", "dir", "/var/lib/pgo")
+	both(&f.sshAddr, "s", "ssh", ":2222")
+	both(&f.metricsAddr, "m", "metrics", ":9112")
+	fs.StringVar(&f.datadir, "datadir", "/data", "")
+	fs.StringVar(&f.hostKey, "hostkey", "", "")
+	fs.StringVar(&f.docker, "docker", "docker", "")
+	fs.StringVar(&f.mountCmd, "mount-cmd", "mount", "")
+	fs.DurationVar(&f.duration, "t", 5*time.Minute, "")
+	fs.DurationVar(&f.duration, "duration", 5*time.Minute, "")
+	fs.IntVar(&f.maxParallel, "max-parallel", 4, "")
+	fs.BoolVar(&f.debug, "debug", false, "")
+	fs.BoolVar(&f.version, "v", false, "")
+	fs.BoolVar(&f.version, "version", false, "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, daemonUsage)
+			return nil, 0
+		}
+		fmt.Fprintf(stderr, "pgod: %v\n%s", err, daemonUsage)
+		return nil, 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "pgod: unexpected argument %q\n%s", fs.Arg(0), daemonUsage)
+		return nil, 2
+	}
+	if f.version {
+		fmt.Fprintf(stdout, "pgo %s\n", version)
+		return nil, 0
+	}
+	switch {
+	case f.duration < time.Second:
+		fmt.Fprintf(stderr, "pgod: --duration %s is too short, at least 1s\n", f.duration)
+		return nil, 2
+	case f.maxParallel < 1:
+		fmt.Fprintf(stderr, "pgod: --max-parallel must be at least 1\n")
+		return nil, 2
+	}
+	f.dir = filepath.Clean(f.dir)
+	f.datadir = filepath.Clean(f.datadir)
+	if f.hostKey == "" {
+		f.hostKey = filepath.Join(f.dir, ".pgo", "ssh_host_ed25519_key")
+	}
+	return f, -1
+}
+
+// Daemon is pgod: the workers of all services and the listeners around them.
+type Daemon struct {
+	flags   *daemonFlags
+	log     *slog.Logger
+	metrics *metrics
+	health  *health
+	slots   chan struct{} // bounds compose pulls and ups across services
+
+	mu      sync.Mutex // guards cfg and workers
+	cfg     *Config
+	workers map[string]*worker
+
+	caddyMu sync.Mutex // one snippet write and reload at a time
+}
+
+// runDaemon is pgod's main.
 func runDaemon(args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "pgod: not implemented yet")
-	return 2
+	flags, code := parseDaemonFlags(args, stdout, stderr)
+	if code >= 0 {
+		return code
+	}
+	d := &Daemon{
+		flags:   flags,
+		log:     newLogger(stderr, flags.debug),
+		health:  newHealth(),
+		slots:   make(chan struct{}, flags.maxParallel),
+		workers: map[string]*worker{},
+	}
+	d.metrics = newMetrics(d.statuses)
+	if err := d.start(); err != nil {
+		fmt.Fprintf(stderr, "pgod: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// start checks that pgod can do its job, then runs until SIGTERM or SIGINT.
+func (d *Daemon) start() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if os.Geteuid() != 0 {
+		return errors.New("must run as root: it runs each service as its own user")
+	}
+	if d.flags.dir == "/" {
+		return errors.New("--dir is /; give it a directory of its own, such as /var/lib/pgo")
+	}
+	cfg, err := loadConfig(d.flags.config)
+	if err != nil {
+		return err
+	}
+	v, err := composeVersion(ctx, d.flags.docker)
+	if err != nil {
+		return err
+	}
+	accounts, err := d.accounts(cfg)
+	if err != nil {
+		return err
+	}
+	for _, dir := range []string{d.flags.dir, d.flags.datadir} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(d.flags.dir, ".pgo"), 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(filepath.Join(d.flags.dir, ".pgo"), 0o700); err != nil {
+		return err
+	}
+	hostKey, err := loadOrCreateHostKey(d.flags.hostKey)
+	if err != nil {
+		return fmt.Errorf("host key: %w", err)
+	}
+	sshLn, err := net.Listen("tcp", d.flags.sshAddr)
+	if err != nil {
+		return fmt.Errorf("ssh: %w", err)
+	}
+	httpLn, err := net.Listen("tcp", d.flags.metricsAddr)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	d.log.Info(fmt.Sprintf("pgod %s starting: compose %s, %d services, ssh on %s, metrics on %s",
+		version, v, len(cfg.Services), sshLn.Addr(), httpLn.Addr()))
+
+	srv := newSSHServer(d, hostKey, d.log, d.metrics)
+	go func() {
+		if err := srv.serve(ctx, sshLn); err != nil && ctx.Err() == nil {
+			d.log.Error("ssh server stopped: " + err.Error())
+		}
+	}()
+	httpSrv := &http.Server{
+		Handler:           d.httpHandler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	go httpSrv.Serve(httpLn)
+	defer httpSrv.Close()
+
+	d.removeStale(ctx, cfg)
+	d.apply(ctx, cfg, accounts)
+	d.loop(ctx)
+	d.stopAll()
+	d.log.Info("pgod stopped; containers keep running")
+	return nil
+}
+
+// loop waits for signals and config changes.
+func (d *Daemon) loop(ctx context.Context) {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	watch := time.NewTicker(2 * time.Second)
+	defer watch.Stop()
+	seen := fileStamp(d.flags.config)
+	for {
+		d.health.beat("main", 30*time.Second)
+		select {
+		case sig := <-sigs:
+			if sig != syscall.SIGHUP {
+				d.log.Info("received " + sig.String() + ", stopping")
+				return
+			}
+			d.log.Info("received SIGHUP, reloading " + d.flags.config)
+			d.reload(ctx)
+			seen = fileStamp(d.flags.config)
+		case <-watch.C:
+			if now := fileStamp(d.flags.config); now != seen {
+				seen = now
+				d.log.Info(d.flags.config + " changed, reloading")
+				d.reload(ctx)
+			}
+		}
+	}
+}
+
+// fileStamp identifies a file's version well enough to notice an edit.
+func fileStamp(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf("%d %d", fi.Size(), fi.ModTime().UnixNano())
+}
+
+// reload reads the config again; an invalid one leaves everything running as it is.
+func (d *Daemon) reload(ctx context.Context) {
+	cfg, err := loadConfig(d.flags.config)
+	if err == nil {
+		var accounts map[string]*account
+		if accounts, err = d.accounts(cfg); err == nil {
+			d.apply(ctx, cfg, accounts)
+			return
+		}
+	}
+	d.log.Error("config not reloaded, the running one stays: " + err.Error())
+}
+
+// accounts looks up every service's user; pgod refuses a config naming a user that does not exist.
+func (d *Daemon) accounts(cfg *Config) (map[string]*account, error) {
+	accounts := map[string]*account{}
+	for _, s := range cfg.Services {
+		if accounts[s.User] != nil {
+			continue
+		}
+		a, err := lookupAccount(s.User)
+		if err != nil {
+			return nil, fmt.Errorf("service %q: %w", s.Name, err)
+		}
+		if err := d.ensureHome(a); err != nil {
+			return nil, fmt.Errorf("service %q: %w", s.Name, err)
+		}
+		accounts[s.User] = a
+	}
+	return accounts, nil
+}
+
+// ensureHome gives an account without a usable home one under <dir>/.home,
+// where docker keeps its config and registry logins.
+func (d *Daemon) ensureHome(a *account) error {
+	if fi, err := os.Stat(a.Home); err == nil && fi.IsDir() {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && (st.Uid == a.UID || a.root()) {
+			return nil
+		}
+	}
+	homes := filepath.Join(d.flags.dir, ".home")
+	if err := os.MkdirAll(homes, 0o755); err != nil {
+		return err
+	}
+	a.Home = filepath.Join(homes, a.Name)
+	if err := os.MkdirAll(a.Home, 0o700); err != nil {
+		return err
+	}
+	return os.Chown(a.Home, int(a.UID), int(a.GID))
+}
+
+// apply starts, stops or re-tracks workers so that they match cfg. A service
+// whose settings did not change keeps its worker untouched.
+func (d *Daemon) apply(ctx context.Context, cfg *Config, accounts map[string]*account) {
+	d.mu.Lock()
+	old := d.workers
+	d.cfg = cfg
+	d.workers = map[string]*worker{}
+	var start []*worker
+	for _, s := range cfg.Services {
+		if w, ok := old[s.Name]; ok && sameService(w.svc, s) {
+			d.workers[s.Name] = w
+			delete(old, s.Name)
+			continue
+		}
+		w := newWorker(d, s, accounts[s.User])
+		d.workers[s.Name] = w
+		start = append(start, w)
+	}
+	d.mu.Unlock()
+
+	for name, w := range old {
+		w.stop()
+		if _, still := d.workers[name]; still {
+			d.log.Info("[" + name + "] config changed, tracking again")
+			continue
+		}
+		d.log.Info("[" + name + "] removed from the config, bringing it down")
+		d.remove(ctx, name, w.svc.Mount != "")
+	}
+	for _, w := range start {
+		if err := w.restore(); err != nil {
+			w.log.Error("cannot restore state: " + err.Error())
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		w.cancel = cancel
+		go w.run(wctx)
+	}
+	d.updateCaddy()
+}
+
+// sameService compares two configs of one service, ignoring where they stood in the file.
+func sameService(a, b *Service) bool {
+	x, y := *a, *b
+	x.Line, y.Line = 0, 0
+	return reflect.DeepEqual(x, y)
+}
+
+// stop ends the worker's loop and waits for its running operation to finish.
+func (w *worker) stop() {
+	if w.cancel != nil {
+		w.cancel()
+		<-w.done
+	}
+}
+
+func (d *Daemon) stopAll() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, w := range d.workers {
+		w.stop()
+	}
+}
+
+// removeStale brings down services that have a checkout under --dir but are
+// no longer in the config. Their data directories stay.
+func (d *Daemon) removeStale(ctx context.Context, cfg *Config) {
+	known := map[string]bool{}
+	for _, s := range cfg.Services {
+		known[s.Name] = true
+	}
+	entries, _ := os.ReadDir(d.flags.dir)
+	for _, e := range entries {
+		name := e.Name()
+		if !e.IsDir() || known[name] || strings.HasPrefix(name, ".") {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(d.flags.dir, name, ".git")); err != nil {
+			continue
+		}
+		d.log.Info("[" + name + "] not in the config any more, bringing it down")
+		d.remove(ctx, name, true)
+	}
+}
+
+// remove brings a service's project down as root (its user may be gone too)
+// and deletes its checkout and state; the data directory is kept.
+func (d *Daemon) remove(ctx context.Context, name string, unmountData bool) {
+	state := statePaths{filepath.Join(d.flags.dir, ".pgo", name)}
+	args := []string{"compose", "-p", name}
+	project, _ := readOptional(state.deployed())
+	if project != nil {
+		args = append(args, "-f", "-")
+	}
+	args = append(args, "down", "--remove-orphans")
+	var a *account
+	cmd := a.command(ctx, a.baseEnv(), d.flags.docker, args...)
+	if project != nil {
+		cmd.Stdin = strings.NewReader(string(project))
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		d.log.Error(fmt.Sprintf("[%s] compose down: %v: %s", name, err, lastLines(strings.TrimSpace(string(out)), 3)))
+		return
+	}
+	if unmountData {
+		if err := unmount(ctx, "umount", filepath.Join(d.flags.datadir, name)); err != nil {
+			d.log.Warn(fmt.Sprintf("[%s] unmount: %v", name, err))
+		}
+	}
+	for _, p := range []string{filepath.Join(d.flags.dir, name), state.dir, filepath.Join(d.flags.dir, name+".stop")} {
+		if err := os.RemoveAll(p); err != nil {
+			d.log.Error(fmt.Sprintf("[%s] %v", name, err))
+		}
+	}
+	d.log.Info("[" + name + "] removed; its data directory stays")
+}
+
+// httpHandler serves metrics, health and webhooks on one listener.
+func (d *Daemon) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", d.metrics)
+	mux.Handle("/healthz", d.health)
+	hooks := webhookHandler(d.hookTarget)
+	hooks.count = d.metrics.webhook
+	hooks.log = d.log
+	mux.Handle("/hook/", hooks)
+	return mux
+}
+
+func (d *Daemon) hookTarget(name string) (hookTarget, bool) {
+	w := d.worker(name)
+	if w == nil || w.svc.WebhookSecret == "" {
+		return hookTarget{}, false
+	}
+	return hookTarget{Secret: w.svc.WebhookSecret, Branch: w.svc.Branch, Trigger: w.trigger.fire}, true
+}
+
+func (d *Daemon) worker(name string) *worker {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.workers[name]
+}
+
+// statuses snapshots every service, sorted by name, for metrics.
+func (d *Daemon) statuses() []serviceStatus {
+	d.mu.Lock()
+	ws := make([]*worker, 0, len(d.workers))
+	for _, w := range d.workers {
+		ws = append(ws, w)
+	}
+	d.mu.Unlock()
+	sort.Slice(ws, func(i, j int) bool { return ws[i].svc.Name < ws[j].svc.Name })
+	out := make([]serviceStatus, len(ws))
+	for i, w := range ws {
+		out[i] = w.status()
+	}
+	return out
+}
+
+// lookup and knownKey make the daemon the SSH server's controller.
+func (d *Daemon) lookup(name string) serviceControl {
+	if w := d.worker(name); w != nil {
+		return w
+	}
+	return nil
+}
+
+func (d *Daemon) knownKey(key ssh.PublicKey) bool {
+	d.mu.Lock()
+	ws := make([]*worker, 0, len(d.workers))
+	for _, w := range d.workers {
+		ws = append(ws, w)
+	}
+	d.mu.Unlock()
+	for _, w := range ws {
+		if w.authorized(key) {
+			return true
+		}
+	}
+	return false
 }

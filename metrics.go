@@ -1,25 +1,287 @@
 package main
 
-import "net/http"
+import (
+	"bufio"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
 
-// metrics counts what pgod does, for /metrics. The zero value is not usable; use newMetrics.
+// metrics counts what pgod does and serves it on /metrics in the Prometheus
+// text exposition format (version 0.0.4), written by hand: pgo has no
+// dependency on the Prometheus client library. Counters live here; gauges
+// (deployed commit, containers, timestamps) are read from the daemon's
+// service statuses at scrape time, so they can never disagree with status.
+//
+// Label values must come from bounded sets: service is a configured service
+// name (or "" when none applies), results are the constants the daemon
+// uses. Never pass a name a remote caller chose without checking it first.
+//
+// The zero value is not usable; use newMetrics.
 type metrics struct {
 	statuses func() []serviceStatus // snapshot of every service, for the gauges
+	now      func() time.Time       // time.Now; tests substitute a clock
+
+	mu            sync.Mutex
+	commands      map[commandKey]uint64
+	commandErrors map[commandKey]uint64
+	deploys       map[resultKey]uint64
+	rejections    map[string]uint64    // service -> rejected commits
+	lastOK        map[string]time.Time // service -> last successful deploy
+	sessions      map[resultKey]uint64
+	webhooks      map[resultKey]uint64
 }
+
+type commandKey struct{ service, cmd, subcmd string }
+
+type resultKey struct{ service, result string }
+
+// deployResults are the deploy results every service exports, zero or not,
+// so that rate() and absent() behave from the first scrape on.
+var deployResults = []string{resultOK, resultRejected, resultFailed, resultRolledBack}
 
 // newMetrics returns metrics whose per-service gauges come from statuses.
 func newMetrics(statuses func() []serviceStatus) *metrics {
-	return &metrics{statuses: statuses}
+	return &metrics{
+		statuses:      statuses,
+		now:           time.Now,
+		commands:      map[commandKey]uint64{},
+		commandErrors: map[commandKey]uint64{},
+		deploys:       map[resultKey]uint64{},
+		rejections:    map[string]uint64{},
+		lastOK:        map[string]time.Time{},
+		sessions:      map[resultKey]uint64{},
+		webhooks:      map[resultKey]uint64{},
+	}
 }
 
-// command counts one external command run for service (reference: pgo_command_count, pgo_command_error_count).
-func (m *metrics) command(service, command string, err error) {}
+// command counts one external command run for service, as the reference's
+// pgo_command_count and pgo_command_error_count (labels service, cmd,
+// subcmd) do. command is the program and its first argument, e.g.
+// "compose up", "docker login" or "git fetch": the first word becomes cmd,
+// the second subcmd. A non-nil err also counts as an error.
+func (m *metrics) command(service, command string, err error) {
+	cmd, subcmd, _ := strings.Cut(strings.TrimSpace(command), " ")
+	if i := strings.IndexByte(subcmd, ' '); i >= 0 {
+		subcmd = subcmd[:i] // never the arguments: unbounded, and they may hold secrets
+	}
+	k := commandKey{service, cmd, subcmd}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.commands[k]++
+	if err != nil {
+		m.commandErrors[k]++
+	}
+}
 
-// deploy counts a deploy attempt's result (resultOK, resultRejected, ...).
-func (m *metrics) deploy(service, result string) {}
+// deploy counts a deploy attempt's result (resultOK, resultRejected,
+// resultFailed, resultRolledBack). A rejected attempt also counts as a
+// policy rejection; an ok one sets the last successful deploy time.
+func (m *metrics) deploy(service, result string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.deploys[resultKey{service, result}]++
+	switch result {
+	case resultRejected:
+		m.rejections[service]++
+	case resultOK:
+		m.lastOK[service] = m.now()
+	}
+}
 
 // sshSession counts one SSH session's result ("ok", "error", "unauthorized", ...).
-func (m *metrics) sshSession(service, result string) {}
+// service is "" when the session named no configured service.
+func (m *metrics) sshSession(service, result string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sessions[resultKey{service, result}]++
+}
+
+// webhook counts one webhook request's result (hookTriggered, hookIgnored,
+// hookUnauthorized, ...). service is "" unless the request was authenticated,
+// so a caller cannot add label values by guessing names.
+func (m *metrics) webhook(service, result string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.webhooks[resultKey{service, result}]++
+}
 
 // ServeHTTP writes the Prometheus text format.
-func (m *metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {}
+func (m *metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	if r.Method == http.MethodHead {
+		return
+	}
+	bw := bufio.NewWriter(w)
+	for _, f := range m.families() {
+		f.write(bw)
+	}
+	bw.Flush()
+}
+
+// families snapshots every metric family in a fixed order, samples sorted.
+func (m *metrics) families() []*family {
+	var statuses []serviceStatus
+	if m.statuses != nil {
+		statuses = m.statuses()
+	}
+	sort.Slice(statuses, func(i, j int) bool { return statuses[i].Name < statuses[j].Name })
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+
+	build := newFamily("pgo_build_info", "gauge", "Version of the running pgo binary; always 1.")
+	build.add(1, "version", version)
+
+	// The reference's names, kept so existing dashboards and alerts keep
+	// working. They are exposed untyped: as counters promtool's lint
+	// refuses their "_count" suffix (a name reserved for summaries and
+	// histograms), and rate() works on untyped samples all the same.
+	cmds := newFamily("pgo_command_count", "untyped", "Counter for the number of commands executed.")
+	for k, n := range m.commands {
+		cmds.add(float64(n), "service", k.service, "cmd", k.cmd, "subcmd", k.subcmd)
+	}
+	cmdErrs := newFamily("pgo_command_error_count", "untyped", "Counter for the number of commands executed that resulted in an error.")
+	for k, n := range m.commandErrors {
+		cmdErrs.add(float64(n), "service", k.service, "cmd", k.cmd, "subcmd", k.subcmd)
+	}
+
+	info := newFamily("pgo_service_info", "gauge", "Deployed commit and tracked branch of each service; always 1.")
+	lastSync := newFamily("pgo_service_last_sync_timestamp_seconds", "gauge", "Unix time of the last successful contact with the service's upstream repository.")
+	deployed := newFamily("pgo_service_last_deploy_timestamp_seconds", "gauge", "Unix time of the service's last successful deploy.")
+	stopped := newFamily("pgo_service_stopped", "gauge", "1 when the service's stop marker is set and it is kept down.")
+	violations := newFamily("pgo_policy_violations", "gauge", "Policy violations of the service's last commit, when it was rejected; 0 otherwise.")
+	running := newFamily("pgo_containers_running", "gauge", "Containers of the service's compose project that are running.")
+	desired := newFamily("pgo_containers_desired", "gauge", "Containers of the service's compose project that should be running.")
+
+	known := map[string]bool{}
+	for _, s := range statuses {
+		known[s.Name] = true
+		info.add(1, "service", s.Name, "branch", s.Branch, "commit", s.Deployed)
+		if !s.LastSync.IsZero() {
+			lastSync.add(unixSeconds(s.LastSync), "service", s.Name)
+		}
+		last := m.lastOK[s.Name]
+		if s.LastResult == resultOK && s.LastDeploy.After(last) {
+			last = s.LastDeploy
+		}
+		if !last.IsZero() {
+			deployed.add(unixSeconds(last), "service", s.Name)
+		}
+		stopped.add(boolValue(s.Stopped), "service", s.Name)
+		n := 0
+		if s.LastResult == resultRejected {
+			n = len(s.Rejection)
+		}
+		violations.add(float64(n), "service", s.Name)
+		running.add(float64(s.Running), "service", s.Name)
+		desired.add(float64(s.Desired), "service", s.Name)
+	}
+
+	deploys := newFamily("pgo_deploys_total", "counter", "Deploy attempts by result: ok, rejected (by the policy), failed, rolled_back.")
+	counted := map[resultKey]bool{}
+	for k, n := range m.deploys {
+		counted[k] = true
+		deploys.add(float64(n), "service", k.service, "result", k.result)
+	}
+	for name := range known {
+		for _, result := range deployResults {
+			if !counted[resultKey{name, result}] {
+				deploys.add(0, "service", name, "result", result)
+			}
+		}
+	}
+
+	rejections := newFamily("pgo_policy_rejections_total", "counter", "Commits the security policy rejected.")
+	for name, n := range m.rejections {
+		rejections.add(float64(n), "service", name)
+	}
+	for name := range known {
+		if _, ok := m.rejections[name]; !ok {
+			rejections.add(0, "service", name)
+		}
+	}
+
+	sessions := newFamily("pgo_ssh_sessions_total", "counter", "SSH control plane sessions by service and result.")
+	for k, n := range m.sessions {
+		sessions.add(float64(n), "service", k.service, "result", k.result)
+	}
+	hooks := newFamily("pgo_webhooks_total", "counter", "Webhook requests by result; service is empty unless the request was authenticated.")
+	for k, n := range m.webhooks {
+		hooks.add(float64(n), "service", k.service, "result", k.result)
+	}
+
+	return []*family{build, cmds, cmdErrs, info, lastSync, deployed, stopped, deploys, rejections, violations, running, desired, sessions, hooks}
+}
+
+func unixSeconds(t time.Time) float64 { return float64(t.UnixMilli()) / 1000 }
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// family is one metric family: its HELP and TYPE lines and its samples.
+type family struct {
+	name, typ, help string
+	samples         []sample
+}
+
+type sample struct {
+	labels string // rendered and escaped: {a="1",b="2"}, or ""
+	value  float64
+}
+
+func newFamily(name, typ, help string) *family { return &family{name: name, typ: typ, help: help} }
+
+// add appends a sample; labels alternate name and value.
+func (f *family) add(value float64, labels ...string) {
+	var b strings.Builder
+	for i := 0; i+1 < len(labels); i += 2 {
+		if i == 0 {
+			b.WriteByte('{')
+		} else {
+			b.WriteByte(',')
+		}
+		b.WriteString(labels[i])
+		b.WriteString(`="`)
+		b.WriteString(escapeLabelValue(labels[i+1]))
+		b.WriteByte('"')
+	}
+	if b.Len() > 0 {
+		b.WriteByte('}')
+	}
+	f.samples = append(f.samples, sample{labels: b.String(), value: value})
+}
+
+// write renders the family; a family without samples still gets its HELP
+// and TYPE, which tells a reader the metric exists.
+func (f *family) write(w *bufio.Writer) {
+	sort.Slice(f.samples, func(i, j int) bool { return f.samples[i].labels < f.samples[j].labels })
+	w.WriteString("# HELP " + f.name + " " + escapeHelp(f.help) + "\n")
+	w.WriteString("# TYPE " + f.name + " " + f.typ + "\n")
+	for _, s := range f.samples {
+		w.WriteString(f.name + s.labels + " " + strconv.FormatFloat(s.value, 'f', -1, 64) + "\n")
+	}
+}
+
+var (
+	labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
+)
+
+// escapeLabelValue escapes backslash, double quote and newline, as the text format requires.
+func escapeLabelValue(s string) string { return labelEscaper.Replace(s) }
+
+// escapeHelp escapes backslash and newline in a HELP text.
+func escapeHelp(s string) string { return helpEscaper.Replace(s) }

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// composeEnv is the whole environment of every docker and docker compose
+// command run for a service: a minimal base, the per-user docker config, remote
+// resources off, and the service's env from pgo.toml. Nothing of pgod's own.
+func (w *worker) composeEnv() []string {
+	env := append(w.acct.baseEnv(),
+		"DOCKER_CONFIG="+filepath.Join(w.acct.Home, ".docker"),
+		"COMPOSE_EXPERIMENTAL_GIT_REMOTE=false",
+		"COMPOSE_EXPERIMENTAL_OCI_REMOTE=false",
+	)
+	return append(env, w.svc.Env...)
+}
+
+// composeCmd prepares "docker compose" on project (canonical JSON, fed on
+// stdin) as the service's user. The project was validated; compose reads
+// nothing else that could change what runs.
+func (w *worker) composeCmd(ctx context.Context, project []byte, args ...string) *exec.Cmd {
+	return w.composeCmdIn(ctx, project, w.checkout, args...)
+}
+
+// composeCmdIn is composeCmd with another project directory (a staging worktree).
+func (w *worker) composeCmdIn(ctx context.Context, project []byte, dir string, args ...string) *exec.Cmd {
+	full := append([]string{"compose", "-p", w.svc.Name, "-f", "-", "--project-directory", dir}, args...)
+	cmd := w.acct.command(ctx, w.composeEnv(), w.d.flags.docker, full...)
+	cmd.Stdin = bytes.NewReader(project)
+	return cmd
+}
+
+// runCompose runs compose with args on project. Its output goes to out (may be
+// nil); errors carry the end of compose's standard error.
+func (w *worker) runCompose(ctx context.Context, project []byte, out io.Writer, args ...string) error {
+	return w.runComposeIn(ctx, project, w.checkout, out, args...)
+}
+
+func (w *worker) runComposeIn(ctx context.Context, project []byte, dir string, out io.Writer, args ...string) error {
+	cmd := w.composeCmdIn(ctx, project, dir, args...)
+	var stderr bytes.Buffer
+	cmd.Stdout = out
+	cmd.Stderr = &stderr
+	if out != nil {
+		cmd.Stderr = io.MultiWriter(&stderr, out)
+	}
+	w.log.Debug("run", "cmd", "docker compose "+strings.Join(args, " "))
+	err := cmd.Run()
+	w.d.metrics.command(w.svc.Name, "compose "+args[0], err)
+	if err != nil {
+		return fmt.Errorf("compose %s: %s", args[0], redact(lastLines(strings.TrimSpace(stderr.String()), 3), w.secrets))
+	}
+	return nil
+}
+
+// psEntry is one line of "docker compose ps --format json".
+type psEntry struct {
+	Name    string
+	Service string
+	State   string
+}
+
+// containers lists the project's containers, stopped ones too.
+func (w *worker) containers(ctx context.Context, project []byte) ([]psEntry, error) {
+	cmd := w.composeCmd(ctx, project, "ps", "-a", "--format", "json")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("compose ps: %s", lastLines(strings.TrimSpace(stderr.String()), 3))
+	}
+	return parsePS(stdout.Bytes())
+}
+
+// parsePS reads compose's ps output: one JSON object a line (v2.21 and
+// later) or one JSON array (earlier).
+func parsePS(out []byte) ([]psEntry, error) {
+	out = bytes.TrimSpace(out)
+	var entries []psEntry
+	if len(out) > 0 && out[0] == '[' {
+		err := json.Unmarshal(out, &entries)
+		return entries, err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		var e psEntry
+		if err := json.Unmarshal(line, &e); err != nil {
+			return nil, fmt.Errorf("compose ps: %w", err)
+		}
+		entries = append(entries, e)
+	}
+	return entries, sc.Err()
+}
+
+// projectService is what pgod reads of a rendered service to judge drift.
+type projectService struct {
+	Restart  string   `json:"restart"`
+	Profiles []string `json:"profiles"`
+	Deploy   *struct {
+		Replicas *int `json:"replicas"`
+	} `json:"deploy"`
+}
+
+// projectServices decodes the services of a rendered project.
+func projectServices(project []byte) (map[string]projectService, error) {
+	var p struct {
+		Services map[string]projectService `json:"services"`
+	}
+	err := json.Unmarshal(project, &p)
+	return p.Services, err
+}
+
+// driftReport compares what runs with what should. desired counts the
+// containers that should run; missing names what is gone or stopped although
+// its restart policy says it should run.
+type driftReport struct {
+	running, desired int
+	missing          []string
+}
+
+func drift(services map[string]projectService, ps []psEntry) driftReport {
+	var r driftReport
+	byService := map[string][]psEntry{}
+	for _, e := range ps {
+		byService[e.Service] = append(byService[e.Service], e)
+		if e.State == "running" {
+			r.running++
+		}
+	}
+	names := make([]string, 0, len(services))
+	for name := range services {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		s := services[name]
+		if len(s.Profiles) > 0 {
+			continue // not started by a plain "up"
+		}
+		want := 1
+		if s.Deploy != nil && s.Deploy.Replicas != nil {
+			want = *s.Deploy.Replicas
+		}
+		keepsRunning := s.Restart == "always" || s.Restart == "unless-stopped"
+		if keepsRunning {
+			r.desired += want
+		}
+		have := byService[name]
+		if len(have) < want {
+			r.missing = append(r.missing, fmt.Sprintf("%s: %d of %d containers gone", name, want-len(have), want))
+			continue
+		}
+		if !keepsRunning {
+			continue
+		}
+		for _, e := range have {
+			if e.State != "running" {
+				r.missing = append(r.missing, fmt.Sprintf("%s: %s is %s", name, e.Name, e.State))
+			}
+		}
+	}
+	return r
+}
+
+// changedServices counts the services whose rendered definition differs
+// between two projects, for the log line of a deploy.
+func changedServices(old, new []byte) int {
+	var a, b struct {
+		Services map[string]json.RawMessage `json:"services"`
+	}
+	json.Unmarshal(old, &a)
+	json.Unmarshal(new, &b)
+	n := 0
+	for name, def := range b.Services {
+		if !bytes.Equal(a.Services[name], def) {
+			n++
+		}
+	}
+	for name := range a.Services {
+		if _, ok := b.Services[name]; !ok {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,371 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// These tests drive one worker through its deploy logic against a substitute
+// docker that records what it is asked and fails on request; "compose config"
+// goes to the real Compose v2, since rendering needs no engine.
+
+// fakeDocker is a substitute docker binary and its control files.
+type fakeDocker struct {
+	dir string // calls.log records each call; fail-<verb> makes that compose verb fail
+}
+
+func newFakeDocker(t *testing.T) *fakeDocker {
+	t.Helper()
+	if out, err := exec.Command("docker", "compose", "version", "--short").Output(); err != nil || !strings.HasPrefix(strings.TrimSpace(string(out)), "2.") {
+		t.Skip("needs Compose v2 for rendering (docker compose version failed)")
+	}
+	real, err := exec.LookPath("docker")
+	if err != nil {
+		t.Skip("needs docker for rendering")
+	}
+	f := &fakeDocker{dir: t.TempDir()}
+	script := `#!/bin/sh
+# substitute docker: compose config goes to the real one; the rest is recorded.
+dir='` + f.dir + `'
+case " $* " in
+*" config "*|*" version "*) exec '` + real + `' "$@" ;;
+esac
+verb=""
+for a in "$@"; do
+	case "$a" in
+	pull|up|down|ps|login|exec|restart) verb=$a; break ;;
+	esac
+done
+echo "$verb $*" >> "$dir/calls.log"
+[ "$verb" = login ] && cat > "$dir/login.stdin"
+[ -e "$dir/fail-$verb" ] && { echo "fake $verb failure" >&2; exit 1; }
+[ "$verb" = ps ] && [ -e "$dir/ps.json" ] && cat "$dir/ps.json"
+cat > /dev/null
+exit 0
+`
+	if err := os.WriteFile(filepath.Join(f.dir, "docker"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f *fakeDocker) path() string { return filepath.Join(f.dir, "docker") }
+
+// verbs returns the compose verbs called so far, in order, and forgets them.
+func (f *fakeDocker) verbs(t *testing.T) []string {
+	t.Helper()
+	data, _ := os.ReadFile(filepath.Join(f.dir, "calls.log"))
+	os.Remove(filepath.Join(f.dir, "calls.log"))
+	var verbs []string
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		if line != "" {
+			verbs = append(verbs, strings.Fields(line)[0])
+		}
+	}
+	return verbs
+}
+
+func (f *fakeDocker) fail(t *testing.T, verb string, on bool) {
+	t.Helper()
+	p := filepath.Join(f.dir, "fail-"+verb)
+	if on {
+		os.WriteFile(p, nil, 0o644)
+	} else {
+		os.Remove(p)
+	}
+}
+
+// gitRepo is an upstream for unit tests: a bare repository and a work clone.
+type gitRepo struct{ bare, work string }
+
+func newGitRepo(t *testing.T) *gitRepo {
+	t.Helper()
+	root := t.TempDir()
+	g := &gitRepo{bare: filepath.Join(root, "up.git"), work: filepath.Join(root, "work")}
+	gitT(t, root, "init", "-q", "--bare", "-b", "main", g.bare)
+	gitT(t, root, "init", "-q", "-b", "main", g.work)
+	return g
+}
+
+func gitT(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.org", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.org")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func (g *gitRepo) push(t *testing.T, compose string) string {
+	t.Helper()
+	os.WriteFile(filepath.Join(g.work, "compose.yaml"), []byte(compose), 0o644)
+	gitT(t, g.work, "add", "-A")
+	gitT(t, g.work, "commit", "-q", "-m", "change")
+	gitT(t, g.work, "push", "-q", g.bare, "HEAD:main")
+	return gitT(t, g.work, "rev-parse", "HEAD")
+}
+
+// testWorker makes a worker for a service whose policy is enforced (its user
+// is not root by name) although its commands run as the test's own user.
+func testWorker(t *testing.T, fake *fakeDocker, upstream string) (*worker, *bytes.Buffer) {
+	t.Helper()
+	root := t.TempDir()
+	var logs bytes.Buffer
+	d := &Daemon{
+		flags: &daemonFlags{dir: filepath.Join(root, "state"), datadir: filepath.Join(root, "data"),
+			docker: fake.path(), mountCmd: "false", duration: time.Minute},
+		log:     newLogger(&logs, true),
+		health:  newHealth(),
+		slots:   make(chan struct{}, 1),
+		workers: map[string]*worker{},
+	}
+	d.metrics = newMetrics(d.statuses)
+	os.MkdirAll(filepath.Join(d.flags.dir, ".pgo"), 0o700)
+	svc := &Service{Name: "web", User: "svc", Repository: upstream, Branch: "main"}
+	acct := &account{Name: "svc", UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), Home: filepath.Join(root, "home")}
+	w := newWorker(d, svc, acct)
+	d.workers["web"] = w
+	d.cfg = &Config{Services: []*Service{svc}}
+	if err := w.restore(); err != nil {
+		t.Fatal(err)
+	}
+	return w, &logs
+}
+
+const goodCompose = "services:\n  web:\n    image: busybox:stable\n    command: [\"sleep\", \"1000\"]\n"
+
+func TestWorkerDeployOrder(t *testing.T) {
+	fake := newFakeDocker(t)
+	g := newGitRepo(t)
+	first := g.push(t, goodCompose)
+	w, logs := testWorker(t, fake, g.bare)
+	ctx := context.Background()
+
+	if err := w.sync(ctx, nil, false); err != nil {
+		t.Fatalf("first sync: %v\n%s", err, logs)
+	}
+	if got := strings.Join(fake.verbs(t), " "); !strings.HasPrefix(got, "pull up") {
+		t.Fatalf("first deploy called %q, want pull then up", got)
+	}
+	if st := w.status(); st.Deployed != first || st.LastResult != resultOK {
+		t.Fatalf("status after first deploy: %+v", st)
+	}
+
+	// Nothing changed upstream: no pull, no up, only the drift check.
+	w.sync(ctx, nil, false)
+	if got := fake.verbs(t); strings.Contains(strings.Join(got, " "), "up") {
+		t.Fatalf("an unchanged branch deployed again: %v", got)
+	}
+
+	// A commit that changes nothing rendered does not deploy either.
+	gitT(t, g.work, "commit", "-q", "--allow-empty", "-m", "docs")
+	gitT(t, g.work, "push", "-q", g.bare, "HEAD:main")
+	w.sync(ctx, nil, false)
+	if got := fake.verbs(t); strings.Contains(strings.Join(got, " "), "up") {
+		t.Fatalf("a commit with the same project deployed: %v", got)
+	}
+}
+
+func TestWorkerRejectedCommitChangesNothing(t *testing.T) {
+	fake := newFakeDocker(t)
+	g := newGitRepo(t)
+	first := g.push(t, goodCompose)
+	w, logs := testWorker(t, fake, g.bare)
+	ctx := context.Background()
+	if err := w.sync(ctx, nil, false); err != nil {
+		t.Fatalf("first sync: %v\n%s", err, logs)
+	}
+	fake.verbs(t)
+	bad := g.push(t, "services:\n  web:\n    image: busybox:stable\n    privileged: true\n")
+	var out bytes.Buffer
+	w.sync(ctx, &out, false)
+	if got := fake.verbs(t); strings.Contains(strings.Join(got, " "), "up") || strings.Contains(strings.Join(got, " "), "pull") {
+		t.Fatalf("a rejected commit reached compose: %v", got)
+	}
+	st := w.status()
+	if st.Deployed != first || st.Rejected != bad || st.LastResult != resultRejected || len(st.Rejection) == 0 {
+		t.Fatalf("status after a rejection: %+v", st)
+	}
+	if !strings.Contains(strings.Join(st.Rejection, "\n"), "privileged") {
+		t.Errorf("rejection reasons do not name privileged: %v", st.Rejection)
+	}
+	if head, _ := w.repo.head(ctx); head != first {
+		t.Errorf("checkout moved to %s after a rejection, want %s", head, first)
+	}
+	data, _ := os.ReadFile(filepath.Join(w.checkout, "compose.yaml"))
+	if string(data) != goodCompose {
+		t.Errorf("checkout's compose.yaml changed after a rejection:\n%s", data)
+	}
+}
+
+func TestWorkerFailedPullChangesNothing(t *testing.T) {
+	fake := newFakeDocker(t)
+	g := newGitRepo(t)
+	first := g.push(t, goodCompose)
+	w, _ := testWorker(t, fake, g.bare)
+	ctx := context.Background()
+	w.sync(ctx, nil, false)
+	fake.verbs(t)
+
+	g.push(t, strings.Replace(goodCompose, "1000", "2000", 1))
+	fake.fail(t, "pull", true)
+	w.sync(ctx, nil, false)
+	got := fake.verbs(t)
+	if strings.Contains(strings.Join(got, " "), "up") {
+		t.Fatalf("up ran after a failed pull: %v", got)
+	}
+	st := w.status()
+	if st.Deployed != first || st.LastResult != resultFailed {
+		t.Fatalf("status after a failed pull: %+v", st)
+	}
+	if head, _ := w.repo.head(ctx); head != first {
+		t.Errorf("checkout left at %s after a failed pull, want %s", head, first)
+	}
+}
+
+func TestWorkerFailedUpRollsBack(t *testing.T) {
+	fake := newFakeDocker(t)
+	g := newGitRepo(t)
+	first := g.push(t, goodCompose)
+	w, _ := testWorker(t, fake, g.bare)
+	ctx := context.Background()
+	w.sync(ctx, nil, false)
+	_, good, _ := w.snapshot()
+	fake.verbs(t)
+
+	broken := g.push(t, strings.Replace(goodCompose, "1000", "3000", 1))
+	// The first up (the new commit) fails; the rollback's up succeeds.
+	script := filepath.Join(fake.dir, "docker")
+	data, _ := os.ReadFile(script)
+	failOnce := strings.Replace(string(data), `[ -e "$dir/fail-$verb" ]`,
+		`[ "$verb" = up ] && [ ! -e "$dir/up-failed" ] && { touch "$dir/up-failed"; echo "fake up failure" >&2; exit 1; }
+[ -e "$dir/fail-$verb" ]`, 1)
+	os.WriteFile(script, []byte(failOnce), 0o755)
+
+	w.sync(ctx, nil, false)
+	if got := strings.Join(fake.verbs(t), " "); !strings.HasPrefix(got, "pull up up") {
+		t.Fatalf("calls %q, want pull, the failed up, then the rollback's up", got)
+	}
+	st, deployed, _ := w.snapshot()
+	if st.Deployed != first || st.LastResult != resultRolledBack || st.Failed != broken {
+		t.Fatalf("state after a failed up: %+v", st)
+	}
+	if !bytes.Equal(deployed, good) {
+		t.Errorf("deployed project changed after a rollback")
+	}
+	if head, _ := w.repo.head(ctx); head != first {
+		t.Errorf("checkout at %s after rollback, want %s", head, first)
+	}
+	// The failed commit is not retried by the poll, only on request.
+	w.sync(ctx, nil, false)
+	if got := fake.verbs(t); strings.Contains(strings.Join(got, " "), "pull") {
+		t.Errorf("the poll retried a failed commit: %v", got)
+	}
+}
+
+func TestWorkerReloadFalseWaitsForUp(t *testing.T) {
+	fake := newFakeDocker(t)
+	g := newGitRepo(t)
+	first := g.push(t, goodCompose+"x-pgo:\n  reload: false\n")
+	w, _ := testWorker(t, fake, g.bare)
+	ctx := context.Background()
+	w.sync(ctx, nil, false)
+	if st := w.status(); st.Deployed != first {
+		t.Fatalf("first deploy with reload false did not happen: %+v", st)
+	}
+	fake.verbs(t)
+	second := g.push(t, strings.Replace(goodCompose, "1000", "4000", 1)+"x-pgo:\n  reload: false\n")
+	w.sync(ctx, nil, false)
+	if got := fake.verbs(t); strings.Contains(strings.Join(got, " "), "up") {
+		t.Fatalf("reload: false deployed a new commit by itself: %v", got)
+	}
+	if head, _ := w.repo.head(ctx); head != second {
+		t.Errorf("the new commit was not checked out: head %s", head)
+	}
+	if err := w.up(ctx, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if st := w.status(); st.Deployed != second {
+		t.Fatalf("up did not deploy the checked-out commit: %+v", st)
+	}
+}
+
+func TestWorkerStopMarker(t *testing.T) {
+	fake := newFakeDocker(t)
+	g := newGitRepo(t)
+	g.push(t, goodCompose)
+	w, _ := testWorker(t, fake, g.bare)
+	ctx := context.Background()
+	w.sync(ctx, nil, false)
+	fake.verbs(t)
+	os.WriteFile(filepath.Join(fake.dir, "ps.json"), []byte(`{"Name":"web-web-1","Service":"web","State":"running"}`+"\n"), 0o644)
+	os.WriteFile(w.stopFile, nil, 0o644)
+	w.sync(ctx, nil, false)
+	if got := strings.Join(fake.verbs(t), " "); !strings.Contains(got, "down") || strings.Contains(got, "up") {
+		t.Fatalf("with the stop marker set, calls were %q, want a down and no up", got)
+	}
+	if !w.status().Stopped {
+		t.Error("status does not show the stop marker")
+	}
+}
+
+func TestDriftFindsMissingAndStopped(t *testing.T) {
+	two := 2
+	services := map[string]projectService{
+		"web": {Restart: "unless-stopped"},
+		"job": {Restart: "no"},
+		"api": {Restart: "always", Deploy: &struct {
+			Replicas *int `json:"replicas"`
+		}{Replicas: &two}},
+		"dbg": {Profiles: []string{"debug"}},
+	}
+	ps := []psEntry{
+		{Name: "p-web-1", Service: "web", State: "exited"},
+		{Name: "p-job-1", Service: "job", State: "exited"},
+		{Name: "p-api-1", Service: "api", State: "running"},
+	}
+	d := drift(services, ps)
+	want := []string{"api: 1 of 2 containers gone", "web: p-web-1 is exited"}
+	if strings.Join(d.missing, "|") != strings.Join(want, "|") {
+		t.Errorf("missing = %q, want %q", d.missing, want)
+	}
+	if d.running != 1 || d.desired != 3 {
+		t.Errorf("running %d desired %d, want 1 and 3", d.running, d.desired)
+	}
+}
+
+func TestSplitRegistry(t *testing.T) {
+	for _, c := range []struct{ in, user, token, host string }{
+		{"bob:tok@reg.example.org", "bob", "tok", "reg.example.org"},
+		{"tok@reg.example.org", "svc", "tok", "reg.example.org"},
+	} {
+		u, tok, h := splitRegistry(c.in, "svc")
+		if u != c.user || tok != c.token || h != c.host {
+			t.Errorf("splitRegistry(%q) = %q %q %q", c.in, u, tok, h)
+		}
+	}
+}
+
+func TestReadKeysSkipsSymlinksAndJunk(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "good.pub"), []byte("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGbd1R0H3c8u6ubT3yn2rHWgqtJiKcJpqD8hH3P9mKJj a@b\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "junk.pub"), []byte("not a key\n"), 0o644)
+	os.Symlink("/etc/passwd", filepath.Join(dir, "link.pub"))
+	keys, problems := readKeys(dir)
+	if len(keys) != 1 {
+		t.Errorf("got %d keys, want 1", len(keys))
+	}
+	if len(problems) != 2 {
+		t.Errorf("problems = %q, want two (junk and the symlink)", problems)
+	}
+}

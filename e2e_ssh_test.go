@@ -1,0 +1,156 @@
+//go:build e2e
+
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestE2ESSHOps drives a deployed service through pgoctl and OpenSSH against
+// the real daemon and engine: authorisation, ops, streaming and exit codes.
+func TestE2ESSHOps(t *testing.T) {
+	e2eNeed(t)
+	e2eUser(t)
+	keys := openTempDir(t)
+	team, other, stranger := newKey(t, keys, "team"), newKey(t, keys, "other"), newKey(t, keys, "stranger")
+	a, b := uniqueName("ops"), uniqueName("neighbour")
+	upA, upB := newUpstream(t), newUpstream(t)
+	first := upA.commit(t, map[string]string{
+		"compose.yaml":  webCompose("ops"),
+		"ssh/team.pub":  readFile(t, team+".pub"),
+		"ssh/other.pub": "",
+	})
+	upB.commit(t, map[string]string{"compose.yaml": webCompose("b"), "ssh/other.pub": readFile(t, other+".pub")})
+	d := startDaemon(t, serviceTOML(a, upA.bare)+serviceTOML(b, upB.bare))
+	pageIs(t, a, "ops", 60*time.Second)
+	pageIs(t, b, "b", 60*time.Second)
+	host, _ := os.Hostname()
+
+	t.Run("ping", func(t *testing.T) {
+		out, errOut, code := d.ctl(t, team, a+"//ping")
+		if code != 0 || strings.TrimSpace(out) != "pong! - "+host {
+			t.Fatalf("ping: code %d out %q err %q", code, out, errOut)
+		}
+	})
+	t.Run("keys", func(t *testing.T) {
+		for _, c := range []struct{ key, target string }{
+			{other, a + "//ps"},    // another service's key
+			{stranger, a + "//ps"}, // nobody's key
+			{team, b + "//ps"},     // our key, their service
+		} {
+			_, errOut, code := d.ctl(t, c.key, c.target)
+			if code == 0 {
+				t.Errorf("%s with key %s succeeded", c.target, filepath.Base(c.key))
+			}
+			if strings.Contains(errOut, "NAME") || strings.Contains(errOut, b+"-web-1") {
+				t.Errorf("refusal leaked output: %q", errOut)
+			}
+		}
+	})
+	t.Run("ps and hash", func(t *testing.T) {
+		out, _, code := d.ctl(t, team, a+"//ps")
+		if code != 0 || !strings.Contains(out, a+"-web-1") {
+			t.Fatalf("ps: code %d, out %q", code, out)
+		}
+		out, _, _ = d.ctl(t, team, a+"//git", "hash")
+		if !strings.Contains(out, first) {
+			t.Fatalf("git hash %q, want %s", out, first)
+		}
+		out, _, code = d.ctl(t, team, a+"//status")
+		if code != 0 || !strings.Contains(out, short(first)) {
+			t.Fatalf("status: code %d out %q", code, out)
+		}
+	})
+	t.Run("exec exit codes", func(t *testing.T) {
+		out, _, code := d.ctl(t, team, a+"//exec", "web", "sh", "-c", "echo hi; exit 7")
+		if code != 7 || strings.TrimSpace(out) != "hi" {
+			t.Fatalf("exec: code %d out %q, want 7 and hi", code, out)
+		}
+	})
+	t.Run("refused flags", func(t *testing.T) {
+		_, errOut, code := d.ctl(t, team, a+"//logs", "-p", "other")
+		if code == 0 || !strings.Contains(errOut, "-p") {
+			t.Fatalf("logs -p: code %d err %q", code, errOut)
+		}
+	})
+	t.Run("openssh client", func(t *testing.T) {
+		_, port, _ := strings.Cut(d.sshAddr, ":")
+		out, err := exec.Command("ssh", "-p", port, "-i", team, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+			"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+			"anyone@127.0.0.1", a+"//ping").CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "pong! - "+host {
+			t.Fatalf("ssh ping: %v %q", err, out)
+		}
+	})
+	t.Run("logs follow", func(t *testing.T) {
+		_, port, _ := strings.Cut(d.sshAddr, ":")
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		cmd := exec.CommandContext(ctx, pgoBinary(t), "ctl", "-i", team, "-p", port, "--known-hosts",
+			filepath.Join(filepath.Dir(d.config), "known_hosts"), "127.0.0.1:"+a+"//logs", "-f", "--no-color")
+		stdout, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := make(chan string, 100)
+		go func() {
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+			close(lines)
+		}()
+		marker := fmt.Sprintf("marker-%d", time.Now().UnixNano())
+		sh(t, "", "docker", "exec", a+"-web-1", "sh", "-c", "echo "+marker+" > /proc/1/fd/1")
+		deadline := time.After(20 * time.Second)
+		for found := false; !found; {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatal("logs -f ended before the marker arrived")
+				}
+				found = strings.Contains(l, marker)
+			case <-deadline:
+				t.Fatal("marker written to the container's output did not arrive through logs -f")
+			}
+		}
+		cancel()
+		cmd.Wait()
+		// The server side ends too: no "compose logs -f" of this project is left running.
+		waitFor(t, "compose logs to end after the client left", 10*time.Second, func() bool {
+			out, _ := exec.Command("pgrep", "-f", "compose -p "+a+" .*logs").Output()
+			return len(strings.TrimSpace(string(out))) == 0
+		})
+	})
+	t.Run("down and up", func(t *testing.T) {
+		if _, errOut, code := d.ctl(t, team, a+"//down"); code != 0 {
+			t.Fatalf("down: %d %s", code, errOut)
+		}
+		if _, err := os.Stat(filepath.Join(d.dir, a+".stop")); err != nil {
+			t.Fatal("down did not set the stop marker")
+		}
+		waitFor(t, "containers gone", 20*time.Second, func() bool { return len(projectContainers(t, a)) == 0 })
+		if _, errOut, code := d.ctl(t, team, a+"//up"); code != 0 {
+			t.Fatalf("up: %d %s", code, errOut)
+		}
+		pageIs(t, a, "ops", 30*time.Second)
+	})
+	t.Run("removed key", func(t *testing.T) {
+		upA.commit(t, map[string]string{"ssh/team.pub": "", "ssh/other.pub": readFile(t, other+".pub")})
+		waitFor(t, "the removed key to stop working", 30*time.Second, func() bool {
+			_, _, code := d.ctl(t, team, a+"//ping")
+			return code != 0
+		})
+		if _, _, code := d.ctl(t, other, a+"//ping"); code != 0 {
+			t.Fatal("the newly committed key does not work")
+		}
+	})
+}

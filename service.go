@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// This file makes a worker the serviceControl of control.go: what the SSH
+// ops do to a service. The control plane wraps mutating ops in serialize.
+
+func (w *worker) authorized(key ssh.PublicKey) bool {
+	want := key.Marshal()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, k := range w.keys {
+		if bytes.Equal(k.Marshal(), want) {
+			return true
+		}
+	}
+	return false
+}
+
+// up clears the stop marker and deploys the validated project, also when
+// x-pgo reload is false or its last deploy failed: a person asked for it.
+func (w *worker) up(ctx context.Context, stdout, stderr io.Writer) error {
+	if err := os.Remove(w.stopFile); err == nil {
+		w.say(stdout, "stop marker removed")
+	}
+	st, deployed, validated := w.snapshot()
+	if validated == nil {
+		return errNotDeployed
+	}
+	if st.Deployed != st.Validated || !bytes.Equal(deployed, validated) {
+		return w.deploy(ctx, stdout)
+	}
+	if err := w.acquireSlot(ctx); err != nil {
+		return err
+	}
+	defer w.releaseSlot()
+	return w.runCompose(ctx, deployed, stdout, "up", "-d")
+}
+
+// down sets the stop marker, so the service stays down across polls and
+// restarts, and brings the project down.
+func (w *worker) down(ctx context.Context, stdout, stderr io.Writer) error {
+	if err := os.WriteFile(w.stopFile, []byte("set by pgoctl down\n"), 0o644); err != nil {
+		return err
+	}
+	w.say(stdout, "stop marker set")
+	_, deployed, validated := w.snapshot()
+	project := deployed
+	if project == nil {
+		project = validated
+	}
+	if project == nil {
+		return nil
+	}
+	return w.runCompose(ctx, project, stdout, "down", "--remove-orphans")
+}
+
+// gitPull syncs now and retries a commit whose deploy failed.
+func (w *worker) gitPull(ctx context.Context, stdout, stderr io.Writer) error {
+	return w.sync(ctx, stdout, true)
+}
+
+// check renders and validates the checkout as deployed and prints the verdict.
+func (w *worker) check(ctx context.Context, stdout io.Writer) (bool, error) {
+	if !w.repo.cloned() {
+		return false, errNotDeployed
+	}
+	_, violations, err := renderProject(ctx, w.renderRequest(w.checkout))
+	if err != nil {
+		return false, err
+	}
+	for _, v := range violations {
+		fmt.Fprintln(stdout, v.String())
+	}
+	if len(violations) == 0 {
+		fmt.Fprintln(stdout, "ok: the checkout passes the policy")
+	}
+	return len(violations) == 0, nil
+}
+
+func (w *worker) status() serviceStatus {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return serviceStatus{
+		Name:       w.svc.Name,
+		Branch:     w.svc.Branch,
+		Deployed:   w.st.Deployed,
+		Upstream:   w.st.Upstream,
+		LastSync:   w.st.LastSync,
+		LastDeploy: w.st.LastDeploy,
+		LastResult: w.st.LastResult,
+		LastError:  w.st.LastError,
+		Rejection:  append([]string(nil), w.st.Rejection...),
+		Rejected:   w.st.Rejected,
+		Stopped:    w.stopped(),
+		Running:    w.running,
+		Desired:    w.desired,
+		ReloadErr:  w.st.ReloadErr,
+	}
+}
+
+func (w *worker) compose(ctx context.Context, args ...string) (*exec.Cmd, error) {
+	_, deployed, validated := w.snapshot()
+	project := deployed
+	if project == nil {
+		project = validated
+	}
+	if project == nil {
+		return nil, errNotDeployed
+	}
+	return w.composeCmd(ctx, project, args...), nil
+}
+
+func (w *worker) docker(ctx context.Context, args ...string) (*exec.Cmd, error) {
+	return w.acct.command(ctx, w.composeEnv(), w.d.flags.docker, args...), nil
+}
+
+// updateCaddy writes the Caddyfile snippet of every service with an import
+// key and runs its reload command when the snippet changed.
+func (d *Daemon) updateCaddy() {
+	d.mu.Lock()
+	cfg := d.cfg
+	var targets []*worker
+	for _, s := range cfg.Services {
+		if s.Import != "" {
+			targets = append(targets, d.workers[s.Name])
+		}
+	}
+	d.mu.Unlock()
+	d.caddyMu.Lock()
+	defer d.caddyMu.Unlock()
+	for _, w := range targets {
+		if !w.repo.cloned() {
+			continue
+		}
+		path, err := snippetPath(w.checkout, w.svc.Import)
+		if err != nil {
+			w.log.Error("caddy import: " + err.Error())
+			continue
+		}
+		changed, err := writeCaddySnippet(path, cfg.Services)
+		if err != nil {
+			w.log.Error("caddy import: " + err.Error())
+			continue
+		}
+		os.Chown(path, int(w.acct.UID), int(w.acct.GID))
+		if changed {
+			w.log.Info("wrote " + path)
+			d.runReload(w)
+		}
+	}
+}
+
+// reloadCaddy is called after a deploy: URLs may point at new containers.
+func (d *Daemon) reloadCaddy(*worker) { go d.updateCaddy() }
+
+// runReload runs a service's reload command, "host:name//exec SERVICE CMD...",
+// as "docker compose exec -T SERVICE CMD..." in the named service's project.
+func (d *Daemon) runReload(owner *worker) {
+	if owner.svc.Reload == "" {
+		return
+	}
+	err := d.execReload(owner.svc.Reload)
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+		owner.log.Error(msg)
+	} else {
+		owner.log.Info("reloaded: " + owner.svc.Reload)
+	}
+	owner.update(func(s *savedState) { s.ReloadErr = msg })
+}
+
+func (d *Daemon) execReload(reload string) error {
+	_, name, args, err := parseReload(reload)
+	if err != nil {
+		return err
+	}
+	w := d.worker(name)
+	if w == nil {
+		return fmt.Errorf("reload: no service %q", name)
+	}
+	cmd, err := w.compose(context.Background(), append([]string{"exec", "-T"}, args...)...)
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("reload: %v: %s", err, lastLines(strings.TrimSpace(string(out)), 3))
+	}
+	return nil
+}

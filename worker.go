@@ -1,0 +1,636 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// worker tracks one service: it polls the branch, judges new commits, deploys
+// accepted ones and keeps them running. Every operation that changes the
+// service runs under opLock, so deploys and SSH ops never interleave.
+type worker struct {
+	d       *Daemon
+	svc     *Service
+	acct    *account
+	log     *slog.Logger
+	repo    *repo
+	secrets []string
+
+	checkout string     // <dir>/<name>
+	data     string     // <datadir>/<name>
+	stopFile string     // <dir>/<name>.stop
+	state    statePaths // <dir>/.pgo/<name>
+
+	opLock  chan struct{} // held by the one operation running
+	trigger *trigger      // a webhook asks for a sync; bursts coalesce into one
+	cancel  context.CancelFunc
+	done    chan struct{}
+
+	prepared bool // the last sync got past clone and mount; only touched under opLock
+
+	mu        sync.Mutex // guards the fields below
+	st        savedState
+	deployed  []byte // project running, canonical JSON
+	validated []byte // project of the checkout, canonical JSON
+	keys      []ssh.PublicKey
+	running   int
+	desired   int
+}
+
+// errNotDeployed is returned by ops that need a deployed project before the first deploy.
+var errNotDeployed = errors.New("not deployed yet")
+
+func newWorker(d *Daemon, svc *Service, acct *account) *worker {
+	w := &worker{
+		d:        d,
+		svc:      svc,
+		acct:     acct,
+		log:      d.log.With("service", svc.Name),
+		secrets:  svc.secrets(),
+		checkout: filepath.Join(d.flags.dir, svc.Name),
+		data:     filepath.Join(d.flags.datadir, svc.Name),
+		stopFile: filepath.Join(d.flags.dir, svc.Name+".stop"),
+		state:    statePaths{filepath.Join(d.flags.dir, ".pgo", svc.Name)},
+		opLock:   make(chan struct{}, 1),
+		trigger:  newTrigger(),
+		done:     make(chan struct{}),
+	}
+	w.repo = &repo{dir: w.checkout, url: svc.Repository, branch: svc.Branch, acct: acct, secrets: w.secrets, log: w.log,
+		observe: func(cmd string, err error) { d.metrics.command(svc.Name, cmd, err) }}
+	return w
+}
+
+// restore loads what an earlier run left: state, projects and keys.
+func (w *worker) restore() error {
+	if err := os.MkdirAll(w.state.dir, 0o700); err != nil {
+		return err
+	}
+	st, err := loadState(w.state)
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	deployed, err := readOptional(w.state.deployed())
+	if err != nil {
+		return err
+	}
+	validated, err := readOptional(w.state.validated())
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.st, w.deployed, w.validated = st, deployed, validated
+	w.mu.Unlock()
+	// Keys count only when the checkout holds the validated commit; a crash
+	// between checkout and validation must not trust an unjudged commit's keys.
+	if w.repo.cloned() && st.Validated != "" {
+		if head, err := w.repo.head(context.Background()); err == nil && head == st.Validated {
+			w.loadKeys()
+		}
+	}
+	return nil
+}
+
+// run is the poll loop; it returns when ctx is done.
+func (w *worker) run(ctx context.Context) {
+	defer close(w.done)
+	backoff := time.Second
+	for {
+		err := w.serialize(ctx, func() error {
+			sctx, cancel := context.WithTimeout(ctx, syncTimeout)
+			defer cancel()
+			return w.sync(sctx, nil, false)
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		next := jitter(w.d.flags.duration)
+		if err != nil && !w.prepared {
+			// The first clone and the NFS mount are retried quickly and then
+			// less often, never given up; nothing deploys meanwhile.
+			next = min(backoff, next)
+			backoff = min(2*backoff, w.d.flags.duration)
+		} else {
+			backoff = time.Second
+		}
+		// A sync has an hour at most (see syncTimeout); a silent worker beyond that is stuck.
+		w.d.health.beat("worker/"+w.svc.Name, 2*w.d.flags.duration+syncTimeout)
+		timer := time.NewTimer(next)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-w.trigger.C():
+			timer.Stop()
+		case <-timer.C:
+		}
+	}
+}
+
+// syncTimeout bounds one poll's work, pulls of large images included, so a
+// hung git or compose cannot hold a service forever.
+const syncTimeout = time.Hour
+
+// jitter spreads polls of many services over ±10% of the interval.
+func jitter(d time.Duration) time.Duration {
+	spread := int64(d / 5)
+	if spread <= 0 {
+		return d
+	}
+	return d - d/10 + time.Duration(rand.Int64N(spread))
+}
+
+// serialize runs f holding the service's operation lock.
+func (w *worker) serialize(ctx context.Context, f func() error) error {
+	select {
+	case w.opLock <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-w.opLock }()
+	return f()
+}
+
+// say reports progress to an SSH client (when out is set) and to the log.
+func (w *worker) say(out io.Writer, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	w.log.Info(msg)
+	if out != nil {
+		fmt.Fprintln(out, msg)
+	}
+}
+
+// update changes the state under the lock and persists it.
+func (w *worker) update(f func(*savedState)) {
+	w.mu.Lock()
+	f(&w.st)
+	st := w.st
+	w.mu.Unlock()
+	if err := saveState(w.state, st); err != nil {
+		w.log.Error("cannot save state", "err", err)
+	}
+}
+
+func (w *worker) snapshot() (savedState, []byte, []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.st, w.deployed, w.validated
+}
+
+// sync brings the service in line with its branch: clone, look upstream,
+// judge a new commit, deploy it or keep what runs running. force retries a
+// commit whose deploy failed before.
+func (w *worker) sync(ctx context.Context, out io.Writer, force bool) error {
+	w.prepared = false
+	if err := w.prepare(ctx); err != nil {
+		return w.failSync(out, err)
+	}
+	w.prepared = true
+	upstream, err := w.repo.upstream(ctx)
+	if err != nil {
+		return w.failSync(out, err)
+	}
+	w.update(func(s *savedState) { s.Upstream, s.LastSync = upstream, time.Now() })
+	st, _, validated := w.snapshot()
+
+	switch {
+	case upstream == st.Rejected:
+		w.debugOrSay(out, force, "commit %s was rejected by the policy; waiting for a new one", short(upstream))
+	case upstream == st.Failed && !force:
+		w.debugOrSay(out, false, "commit %s failed to deploy before; waiting for a new one or a git pull", short(upstream))
+	case upstream != st.Validated || validated == nil:
+		if err := w.accept(ctx, out, upstream); err != nil {
+			if errors.Is(err, errRejected) || errors.Is(err, errReported) {
+				return w.repair(ctx, out)
+			}
+			return w.failSync(out, err)
+		}
+	}
+	return w.converge(ctx, out, force)
+}
+
+// debugOrSay tells the client, or only the debug log when nobody asked.
+func (w *worker) debugOrSay(out io.Writer, loud bool, format string, args ...any) {
+	if loud || out != nil {
+		w.say(out, format, args...)
+		return
+	}
+	w.log.Debug(fmt.Sprintf(format, args...))
+}
+
+func (w *worker) failSync(out io.Writer, err error) error {
+	msg := redact(err.Error(), w.secrets)
+	w.update(func(s *savedState) { s.LastError = msg })
+	w.log.Warn(msg)
+	if out != nil {
+		fmt.Fprintln(out, msg)
+	}
+	return err
+}
+
+// prepare makes the service's directories and mount, and the first clone.
+func (w *worker) prepare(ctx context.Context) error {
+	if err := w.ensureDirs(); err != nil {
+		return err
+	}
+	if w.svc.Mount != "" {
+		if err := ensureMount(ctx, w.d.flags.mountCmd, w.svc.Mount, w.data); err != nil {
+			return fmt.Errorf("mount %s: %w", w.svc.Mount, err)
+		}
+	}
+	if !w.repo.cloned() {
+		w.log.Info("cloning " + w.svc.RedactedRepository())
+		if err := w.repo.clone(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureDirs makes the data directory, owned by the service's user, and the
+// user's home for docker's config when its own is unusable.
+func (w *worker) ensureDirs() error {
+	if err := os.MkdirAll(w.data, 0o750); err != nil {
+		return err
+	}
+	if err := os.Chown(w.data, int(w.acct.UID), int(w.acct.GID)); err != nil {
+		return err
+	}
+	docker := filepath.Join(w.acct.Home, ".docker")
+	if err := os.MkdirAll(docker, 0o700); err != nil {
+		return fmt.Errorf("home of %s: %w", w.acct.Name, err)
+	}
+	return os.Chown(docker, int(w.acct.UID), int(w.acct.GID))
+}
+
+// errRejected and errReported end a sync whose outcome is recorded already.
+var (
+	errRejected = errors.New("rejected")
+	errReported = errors.New("reported")
+)
+
+// accept judges commit: render it in a staging worktree, and only when it
+// passes check it out and render it again from the live checkout (paths in the
+// rendered project point there). A rejected commit leaves the checkout and
+// what runs exactly as they were.
+func (w *worker) accept(ctx context.Context, out io.Writer, commit string) error {
+	head, _ := w.repo.head(ctx)
+	if head != commit {
+		if err := w.repo.fetch(ctx); err != nil {
+			return err
+		}
+	}
+	stage := filepath.Join(w.checkout, ".git", "pgo-stage")
+	if err := w.repo.stage(ctx, stage, commit); err != nil {
+		return err
+	}
+	staged, violations, err := renderProject(ctx, w.renderRequest(stage))
+	if err == nil && w.refuse(out, commit, violations) {
+		err = errRejected
+	}
+	if err == nil {
+		// Images come before the checkout moves: a failed pull changes nothing.
+		err = w.pull(ctx, out, commit, staged, stage)
+	}
+	w.repo.unstage(ctx, stage)
+	if err != nil {
+		return err
+	}
+	if err := w.repo.checkout(ctx, commit); err != nil {
+		return err
+	}
+	project, violations, err := renderProject(ctx, w.renderRequest(w.checkout))
+	if err == nil && w.refuse(out, commit, violations) {
+		err = errRejected
+	}
+	if err != nil {
+		if head != "" {
+			w.repo.checkout(ctx, head)
+		}
+		return err
+	}
+	if err := writeFileAtomic(w.state.validated(), project, 0o600); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.validated = project
+	w.mu.Unlock()
+	w.update(func(s *savedState) { s.Validated = commit; s.LastError = "" })
+	w.loadKeys()
+	w.say(out, "commit %s passed the policy", short(commit))
+	return nil
+}
+
+// pull logs in to the registries and pulls the images of project (rendered
+// in dir) that are not there yet. A failure is recorded and retried on the
+// next poll; nothing else changes.
+func (w *worker) pull(ctx context.Context, out io.Writer, commit string, project []byte, dir string) error {
+	if err := w.acquireSlot(ctx); err != nil {
+		return err
+	}
+	defer w.releaseSlot()
+	err := w.login(ctx)
+	if err == nil {
+		err = w.runComposeIn(ctx, project, dir, out, "pull", "--quiet", "--ignore-buildable", "--policy", "missing")
+	}
+	if err != nil {
+		msg := redact(err.Error(), w.secrets)
+		w.update(func(s *savedState) { s.LastResult, s.LastError, s.LastDeploy = resultFailed, msg, time.Now() })
+		w.d.metrics.deploy(w.svc.Name, resultFailed)
+		w.say(out, "deploy of %s failed: %s", short(commit), msg)
+		return errReported
+	}
+	return nil
+}
+
+// refuse records a rejection when violations stop commit; for a trusted
+// (root) service it only warns.
+func (w *worker) refuse(out io.Writer, commit string, violations []violation) bool {
+	if len(violations) == 0 {
+		return false
+	}
+	reasons := make([]string, len(violations))
+	for i, v := range violations {
+		reasons[i] = v.String()
+	}
+	if w.svc.User == "root" {
+		for _, r := range reasons {
+			w.log.Warn("policy (not enforced for root): " + r)
+		}
+		return false
+	}
+	w.update(func(s *savedState) {
+		s.Rejected, s.Rejection, s.LastResult, s.LastDeploy = commit, reasons, resultRejected, time.Now()
+	})
+	w.d.metrics.deploy(w.svc.Name, resultRejected)
+	w.say(out, "rejected %s: %d policy violations, the running deployment stays", short(commit), len(reasons))
+	for _, r := range reasons {
+		w.say(out, "  %s", r)
+	}
+	return true
+}
+
+func (w *worker) renderRequest(dir string) renderRequest {
+	return renderRequest{
+		Service:  w.svc,
+		Checkout: dir,
+		DataDir:  w.data,
+		Account:  w.acct,
+		Docker:   w.d.flags.docker,
+		Trusted:  w.svc.User == "root",
+	}
+}
+
+// converge deploys the validated project when it differs from what runs and
+// the service allows it, and otherwise puts back what drifted.
+func (w *worker) converge(ctx context.Context, out io.Writer, force bool) error {
+	st, deployed, validated := w.snapshot()
+	if w.stopped() {
+		return w.keepDown(ctx, out)
+	}
+	if validated == nil {
+		return nil
+	}
+	changed := !bytes.Equal(deployed, validated)
+	if !changed && st.Deployed != st.Validated {
+		// A commit that changes nothing that runs is deployed by saying so.
+		w.update(func(s *savedState) { s.Deployed = st.Validated })
+		w.say(out, "commit %s changes nothing that runs", short(st.Validated))
+	}
+	switch {
+	case changed && deployed != nil && !xPgoReload(validated) && !force:
+		w.debugOrSay(out, false, "commit %s is checked out; x-pgo reload is false, so it deploys on the next up", short(st.Validated))
+	case changed:
+		return w.deploy(ctx, out)
+	}
+	return w.repair(ctx, out)
+}
+
+// deploy runs the validated project: images first, then up; a failed up goes
+// back to the last good commit.
+func (w *worker) deploy(ctx context.Context, out io.Writer) error {
+	st, deployed, project := w.snapshot()
+	commit := st.Validated
+	if err := w.acquireSlot(ctx); err != nil {
+		return err
+	}
+	defer w.releaseSlot()
+	w.update(func(s *savedState) { s.LastDeploy = time.Now() })
+
+	if v := recheckPaths(project, w.renderRequest(w.checkout)); len(v) > 0 && w.svc.User != "root" {
+		return w.failDeploy(ctx, out, commit, fmt.Errorf("host paths changed since the check: %s", v[0]), false)
+	}
+	if err := w.runCompose(ctx, project, out, "up", "-d", "--remove-orphans", "--quiet-pull"); err != nil {
+		return w.failDeploy(ctx, out, commit, err, true)
+	}
+	if err := writeFileAtomic(w.state.deployed(), project, 0o600); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.deployed = project
+	w.mu.Unlock()
+	w.update(func(s *savedState) { s.Deployed, s.LastResult, s.LastError, s.Failed = commit, resultOK, "", "" })
+	w.d.metrics.deploy(w.svc.Name, resultOK)
+	w.say(out, "deployed %s (%d services changed)", short(commit), changedServices(deployed, project))
+	w.d.reloadCaddy(w)
+	return w.repair(ctx, out)
+}
+
+// failDeploy puts the last good commit back in the checkout, and after a
+// failed up also runs it again.
+func (w *worker) failDeploy(ctx context.Context, out io.Writer, commit string, cause error, upRan bool) error {
+	st, deployed, _ := w.snapshot()
+	msg := redact(cause.Error(), w.secrets)
+	result := resultFailed
+	if st.Deployed != "" && st.Deployed != commit {
+		if err := w.repo.checkout(ctx, st.Deployed); err != nil {
+			w.log.Error("cannot restore the checkout of " + short(st.Deployed) + ": " + err.Error())
+		} else if err := writeFileAtomic(w.state.validated(), deployed, 0o600); err == nil {
+			w.mu.Lock()
+			w.validated = deployed
+			w.mu.Unlock()
+			w.update(func(s *savedState) { s.Validated = st.Deployed })
+			w.loadKeys()
+		}
+		if upRan {
+			if err := w.runCompose(ctx, deployed, out, "up", "-d", "--remove-orphans"); err != nil {
+				msg += "; rollback failed too: " + redact(err.Error(), w.secrets)
+			} else {
+				result = resultRolledBack
+			}
+		}
+	}
+	w.update(func(s *savedState) { s.LastResult, s.LastError, s.Failed = result, msg, commit })
+	w.d.metrics.deploy(w.svc.Name, result)
+	if result == resultRolledBack {
+		w.say(out, "deploy of %s failed, rolled back to %s: %s", short(commit), short(st.Deployed), msg)
+	} else {
+		w.say(out, "deploy of %s failed: %s", short(commit), msg)
+	}
+	return errors.New(msg)
+}
+
+// login logs the service's user in to its private registries; the token
+// goes on stdin, never on a command line.
+func (w *worker) login(ctx context.Context) error {
+	for _, r := range w.svc.Registries {
+		user, token, host := splitRegistry(r, w.svc.User)
+		cmd := w.acct.command(ctx, w.composeEnv(), w.d.flags.docker, "login", "--username", user, "--password-stdin", host)
+		cmd.Stdin = strings.NewReader(token)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		w.d.metrics.command(w.svc.Name, "login", err)
+		if err != nil {
+			return fmt.Errorf("docker login %s: %s", host, redact(lastLines(strings.TrimSpace(stderr.String()), 2), w.secrets))
+		}
+	}
+	return nil
+}
+
+// splitRegistry splits "[user:]token@host"; user defaults to the service's user.
+func splitRegistry(r, defaultUser string) (user, token, host string) {
+	at := strings.LastIndex(r, "@")
+	cred, host := r[:max(at, 0)], r[at+1:]
+	user, token, ok := strings.Cut(cred, ":")
+	if !ok {
+		user, token = defaultUser, cred
+	}
+	return user, token, host
+}
+
+// repair brings back containers removed or stopped outside pgo and records
+// how many run.
+func (w *worker) repair(ctx context.Context, out io.Writer) error {
+	_, deployed, _ := w.snapshot()
+	if deployed == nil {
+		return nil
+	}
+	services, err := projectServices(deployed)
+	if err != nil {
+		return err
+	}
+	ps, err := w.containers(ctx, deployed)
+	if err != nil {
+		return w.failSync(out, err)
+	}
+	d := drift(services, ps)
+	if len(d.missing) > 0 {
+		w.say(out, "drift: %s; bringing it back", strings.Join(d.missing, ", "))
+		if err := w.acquireSlot(ctx); err != nil {
+			return err
+		}
+		err := w.runCompose(ctx, deployed, out, "up", "-d")
+		w.releaseSlot()
+		if err != nil {
+			return w.failSync(out, err)
+		}
+		if ps, err = w.containers(ctx, deployed); err == nil {
+			d = drift(services, ps)
+		}
+	}
+	w.mu.Lock()
+	w.running, w.desired = d.running, d.desired
+	w.mu.Unlock()
+	return nil
+}
+
+// stopped reports whether the stop marker is set.
+func (w *worker) stopped() bool {
+	_, err := os.Stat(w.stopFile)
+	return err == nil
+}
+
+// keepDown brings a stopped service down if anything of it runs.
+func (w *worker) keepDown(ctx context.Context, out io.Writer) error {
+	_, deployed, validated := w.snapshot()
+	project := deployed
+	if project == nil {
+		project = validated
+	}
+	if project == nil {
+		return nil
+	}
+	ps, err := w.containers(ctx, project)
+	if err != nil {
+		return w.failSync(out, err)
+	}
+	w.mu.Lock()
+	w.running, w.desired = 0, 0
+	w.mu.Unlock()
+	if len(ps) == 0 {
+		return nil
+	}
+	w.say(out, "stop marker %s is set; bringing the service down", w.stopFile)
+	return w.runCompose(ctx, project, out, "down", "--remove-orphans")
+}
+
+func (w *worker) acquireSlot(ctx context.Context) error {
+	select {
+	case w.d.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (w *worker) releaseSlot() { <-w.d.slots }
+
+// loadKeys reads the ssh/*.pub files of the checkout: regular files only
+// (never a symlink pgod would follow as root), one key a line.
+func (w *worker) loadKeys() {
+	keys, problems := readKeys(filepath.Join(w.checkout, "ssh"))
+	for _, p := range problems {
+		w.log.Warn(p)
+	}
+	w.mu.Lock()
+	w.keys = keys
+	w.mu.Unlock()
+}
+
+func readKeys(dir string) (keys []ssh.PublicKey, problems []string) {
+	files, _ := filepath.Glob(filepath.Join(dir, "*.pub"))
+	for _, f := range files {
+		fi, err := os.Lstat(f)
+		if err != nil || !fi.Mode().IsRegular() || fi.Size() > 64<<10 {
+			problems = append(problems, fmt.Sprintf("ssh/%s: skipped, not a regular file under 64 KiB", filepath.Base(f)))
+			continue
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("ssh/%s: %v", filepath.Base(f), err))
+			continue
+		}
+		n := 0
+		for len(bytes.TrimSpace(data)) > 0 {
+			key, _, _, rest, err := ssh.ParseAuthorizedKey(data)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("ssh/%s: skipped, no valid public key", filepath.Base(f)))
+				break
+			}
+			keys = append(keys, key)
+			data = rest
+			n++
+		}
+	}
+	return keys, problems
+}
+
+// short abbreviates a commit hash for humans.
+func short(commit string) string {
+	if len(commit) > 7 {
+		return commit[:7]
+	}
+	return commit
+}
