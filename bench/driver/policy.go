@@ -7,14 +7,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 )
 
 // policy times "pgo check" on a realistic compose file of -compose-services
-// services, rendered by the real Docker Compose, and "docker compose config"
-// alone with the flags pgo uses, for the share of the check spent in it.
+// services, rendered by the real Docker Compose. A timing wrapper put first on
+// pgo check's PATH records each docker call it makes, which gives the share of
+// the check spent in compose; the render call is then also timed alone.
 func (b *bench) policy() {
 	figure := fmt.Sprintf("pgo check, %d-service compose file", b.o.composeSvcs)
 	dir, err := b.policyProject()
@@ -22,65 +24,174 @@ func (b *bench) policy() {
 		b.fail(figure, err)
 		return
 	}
-	check := []string{b.o.pgo, "check", dir}
-	if out, code := runTimed(check); code != 0 {
-		// 1: violations in a project meant to be benign; 2: could not check.
-		b.fail(figure, fmt.Errorf("exit %d, want 0:\n%s", code, firstLines(out, 8)))
-		return
-	}
-	config := []string{"docker", "compose", "-p", "policybench", "-f", filepath.Join(dir, "compose.yaml"),
-		"--project-directory", dir, "--profile", "*", "config", "--format", "json"}
-	version := []string{"docker", "compose", "version", "--short"}
-	checkMs, err := b.repeatTimed(check)
+	calls, pathEnv, err := b.timingDocker()
 	if err != nil {
 		b.fail(figure, err)
 		return
 	}
-	configMs, err := b.repeatTimed(config)
+	check := []string{b.o.pgo, "check", dir}
+	if out, code := runTimed(check, nil); code != 0 {
+		// 1: violations in a project meant to be benign; 2: could not check.
+		b.fail(figure, fmt.Errorf("exit %d, want 0:\n%s", code, firstLines(out, 8)))
+		return
+	}
+	checkMs, _, err := b.repeatTimed(check, nil)
+	if err != nil {
+		b.fail(figure, err)
+		return
+	}
+	wrappedMs, windows, err := b.repeatTimed(check, []string{pathEnv})
+	if err != nil {
+		b.fail(figure, err)
+		return
+	}
+	calls.read()
+	var share, own []float64
+	for i, ms := range wrappedMs {
+		inDocker := calls.within(windows[i])
+		share = append(share, 100*inDocker/ms)
+		own = append(own, ms-inDocker)
+	}
+	b.rows = append(b.rows,
+		samplesRow(figure, "ms", checkMs, 0, 0),
+		samplesRow("  share of pgo check spent in docker", "%", share, 0, 0),
+		samplesRow("  pgo check's own part (check − docker calls)", "ms", own, 0, 0),
+	)
+	b.note("docker calls per pgo check: %s", calls.perRun(windows))
+	config := calls.configArgs()
+	if config == nil {
+		return
+	}
+	configMs, _, err := b.repeatTimed(append([]string{calls.real}, config...), nil)
 	if err != nil {
 		b.fail("docker compose config alone", err)
 		return
 	}
-	versionMs, err := b.repeatTimed(version)
-	if err != nil {
-		b.fail("docker compose version alone", err)
-		return
-	}
-	b.rows = append(b.rows,
-		samplesRow(figure, "ms", checkMs, 0, 0),
-		samplesRow("  docker compose config alone", "ms", configMs, 0, 0),
-		samplesRow("  docker compose version alone", "ms", versionMs, 0, 0),
-		valueRow("  share of pgo check in compose config", "%", 100*median(configMs)/median(checkMs), "", 0, 0),
-		valueRow("  share of pgo check in pgo itself (check - config - version)", "%",
-			100*(median(checkMs)-median(configMs)-median(versionMs))/median(checkMs), "", 0, 0),
-	)
+	b.rows = append(b.rows, samplesRow("  docker compose config alone, pgo's flags", "ms", configMs, 0, 0))
 }
 
+// window is when one timed run ran.
+type window struct{ start, end time.Time }
+
 // repeatTimed runs argv once to warm caches, then -check-runs times, and
-// returns the wall times in milliseconds.
-func (b *bench) repeatTimed(argv []string) ([]float64, error) {
+// returns the wall times in milliseconds and when each ran.
+func (b *bench) repeatTimed(argv, env []string) ([]float64, []window, error) {
 	var ms []float64
+	var windows []window
 	for i := 0; i <= b.o.checkRuns; i++ {
 		start := time.Now()
-		out, code := runTimed(argv)
-		elapsed := time.Since(start)
+		out, code := runTimed(argv, env)
+		end := time.Now()
 		if code != 0 {
-			return nil, fmt.Errorf("%s: exit %d:\n%s", strings.Join(argv[:3], " "), code, firstLines(out, 8))
+			return nil, nil, fmt.Errorf("%s: exit %d:\n%s", strings.Join(argv[:min(3, len(argv))], " "), code, firstLines(out, 8))
 		}
 		if i > 0 {
-			ms = append(ms, elapsed.Seconds()*1000)
+			ms = append(ms, end.Sub(start).Seconds()*1000)
+			windows = append(windows, window{start, end})
 		}
 	}
-	return ms, nil
+	return ms, windows, nil
+}
+
+// dockerCalls are the calls the timing wrapper recorded: "<start-ns> <end-ns> <args>".
+type dockerCalls struct {
+	real  string // the docker the wrapper runs
+	log   string
+	calls []dockerCall
+}
+
+type dockerCall struct {
+	start, end time.Time
+	args       []string
+}
+
+// timingDocker writes a docker wrapper that records each call's start and
+// end, and returns the PATH that puts it first. (pgo check runs "docker" as
+// found on its PATH, and gives it a clean environment of its own.)
+func (b *bench) timingDocker() (*dockerCalls, string, error) {
+	real, err := exec.LookPath("docker")
+	if err != nil {
+		return nil, "", err
+	}
+	dir := filepath.Join(b.o.work, "timing-docker")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, "", err
+	}
+	c := &dockerCalls{real: real, log: filepath.Join(dir, "calls.log")}
+	script := fmt.Sprintf(`#!/bin/sh
+# Records each docker call of pgo check with its start and end (bench/driver).
+start=$(date +%%s%%N)
+%q "$@"
+rc=$?
+echo "$start $(date +%%s%%N) $*" >>%q
+exit $rc
+`, real, c.log)
+	if err := os.WriteFile(filepath.Join(dir, "docker"), []byte(script), 0o755); err != nil {
+		return nil, "", err
+	}
+	return c, "PATH=" + dir + ":" + os.Getenv("PATH"), nil
+}
+
+func (c *dockerCalls) read() {
+	data, _ := os.ReadFile(c.log)
+	c.calls = nil
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 3 {
+			continue
+		}
+		start, _ := strconv.ParseInt(f[0], 10, 64)
+		end, _ := strconv.ParseInt(f[1], 10, 64)
+		c.calls = append(c.calls, dockerCall{time.Unix(0, start), time.Unix(0, end), f[2:]})
+	}
+}
+
+// within is the time, in milliseconds, spent in docker calls made during w.
+func (c *dockerCalls) within(w window) float64 {
+	var ms float64
+	for _, call := range c.calls {
+		if !call.start.Before(w.start) && !call.end.After(w.end) {
+			ms += call.end.Sub(call.start).Seconds() * 1000
+		}
+	}
+	return ms
+}
+
+// perRun counts the calls made during windows by subcommand, per window.
+func (c *dockerCalls) perRun(windows []window) string {
+	count := map[string]int{}
+	for _, w := range windows {
+		for _, call := range c.calls {
+			if !call.start.Before(w.start) && !call.end.After(w.end) {
+				count[subcommand(call.args)]++
+			}
+		}
+	}
+	var parts []string
+	for sub, n := range count {
+		parts = append(parts, fmt.Sprintf("%s %.1f", sub, float64(n)/float64(len(windows))))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
+}
+
+// configArgs are the arguments of pgo check's "compose config" call.
+func (c *dockerCalls) configArgs() []string {
+	for _, call := range c.calls {
+		if subcommand(call.args) == "compose config" {
+			return call.args
+		}
+	}
+	return nil
 }
 
 // composeEnv is the environment pgo gives compose: remote resources off.
 var composeEnv = []string{"COMPOSE_EXPERIMENTAL_GIT_REMOTE=false", "COMPOSE_EXPERIMENTAL_OCI_REMOTE=false"}
 
 // runTimed runs argv and returns its combined output and exit code (-1: did not start).
-func runTimed(argv []string) (string, int) {
+func runTimed(argv, env []string) (string, int) {
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), composeEnv...)
+	cmd.Env = append(append(os.Environ(), composeEnv...), env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
