@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -302,4 +303,60 @@ func (d *daemon) fetchProfile(path, file string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// commandCounts reads pgod's pgo_command_count from /metrics, summed over
+// services: "git clone" -> 200, "compose up" -> 200, ...
+func (d *daemon) commandCounts() (map[string]float64, error) {
+	resp, err := http.Get("http://" + d.metrics + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	counts := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "pgo_command_count{") {
+			continue
+		}
+		labels, value, _ := strings.Cut(strings.TrimPrefix(line, "pgo_command_count{"), "} ")
+		n, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			continue
+		}
+		counts[labelValue(labels, "cmd")+" "+labelValue(labels, "subcmd")] += n
+	}
+	return counts, sc.Err()
+}
+
+// labelValue finds name="value" in a Prometheus label list (values here have no quotes or commas).
+func labelValue(labels, name string) string {
+	for _, kv := range strings.Split(labels, ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		if k == name {
+			return strings.Trim(v, `"`)
+		}
+	}
+	return ""
+}
+
+// perService formats counts (or their growth since before) per service.
+func perService(counts, before map[string]float64, n float64) string {
+	var keys []string
+	for k, v := range counts {
+		if v-before[k] > 0 {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %.2f", k, (counts[k]-before[k])/n))
+	}
+	return strings.Join(parts, ", ")
 }

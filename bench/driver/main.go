@@ -134,6 +134,7 @@ func (b *bench) runPhases() {
 	}
 	if want["policy"] {
 		b.policy()
+		b.realComposeCost()
 	}
 	if want["size"] {
 		b.binarySize()

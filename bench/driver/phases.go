@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log"
+	"math/rand/v2"
 	"net/http"
 	"path/filepath"
 	"sort"
@@ -76,7 +77,12 @@ func (b *bench) coldStarts(measure bool) *daemon {
 			samplesRow(fmt.Sprintf("cold start N=%d: CPU of pgod itself", n), "CPU s", self, 0, 0),
 			samplesRow(fmt.Sprintf("cold start N=%d: peak RSS (VmHWM)", n), "MB", hwm, refColdRSS, betterBy),
 		)
-		b.note("docker calls per service in the last cold start: %s", d.calls.perService(n))
+		b.note("docker calls per service in the last cold start (substitute's log): %s", d.calls.perService(n))
+		if counts, err := d.commandCounts(); err == nil {
+			b.note("commands per service in the last cold start (pgod's pgo_command_count): %s", perService(counts, nil, float64(n)))
+		} else {
+			b.note("pgo_command_count: %v", err)
+		}
 	}
 	return d
 }
@@ -131,16 +137,27 @@ func (b *bench) idle(d *daemon) {
 	if b.o.profile {
 		go b.saveProfile(d, fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(t.Seconds())*b.o.cycles), "idle.cpu.pprof")
 	}
-	quiet, err := b.cycleCPU(d, nil)
+	countsBefore, _ := d.commandCounts()
+	quiet, quietSelf, err := b.cycleCPU(d, nil)
 	if err != nil {
 		b.fail("idle", err)
 		return
 	}
 	p, _ := d.stat()
+	b.idleCPU = median(quiet)
 	b.rows = append(b.rows,
 		samplesRow(fmt.Sprintf("idle N=%d -t %s: CPU per cycle, no change", b.o.services, t), "CPU s", quiet, 0, 0),
+		samplesRow("idle: CPU of pgod itself per cycle", "CPU s", quietSelf, 0, 0),
 		valueRow(fmt.Sprintf("idle N=%d: RSS after %d cycles", b.o.services, b.o.cycles), "MB", mb(p.rss), "", refIdleRSS, betterBy),
 	)
+	if counts, err := d.commandCounts(); err == nil && countsBefore != nil {
+		b.idleCalls = counts
+		for k, v := range countsBefore {
+			b.idleCalls[k] -= v
+		}
+		b.note("commands per service per idle cycle (pgo_command_count): %s",
+			perService(counts, countsBefore, float64(b.o.services*b.o.cycles)))
+	}
 	// One service changes per cycle: prepare the commits outside the window.
 	changed := make([]string, b.o.cycles)
 	for c := range changed {
@@ -150,8 +167,12 @@ func (b *bench) idle(d *daemon) {
 			return
 		}
 	}
+	// Each push lands at a random moment of its cycle: pushing on the cycle
+	// boundary would always hit the same phase of the services' poll timers.
+	offsets := rand.New(rand.NewPCG(8, 8))
 	pushedAt := make([]time.Time, b.o.cycles)
-	busy, err := b.cycleCPU(d, func(c int) error {
+	busy, _, err := b.cycleCPU(d, func(c int) error {
+		time.Sleep(time.Duration(offsets.Int64N(int64(t * 9 / 10))))
 		pushedAt[c] = time.Now()
 		return b.push(changed[c])
 	})
@@ -174,34 +195,34 @@ func (b *bench) idle(d *daemon) {
 	b.note("push to up via poll, seconds: %s", summary(abs))
 }
 
-// cycleCPU samples pgod's CPU (with its children) at each of -cycles poll
-// intervals; onCycle runs at the start of each.
-func (b *bench) cycleCPU(d *daemon, onCycle func(cycle int) error) ([]float64, error) {
+// cycleCPU samples pgod's CPU, with its children and alone, at each of
+// -cycles poll intervals; onCycle runs at the start of each.
+func (b *bench) cycleCPU(d *daemon, onCycle func(cycle int) error) (total, self []float64, err error) {
 	prev, err := d.stat()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	next := time.Now()
-	var samples []float64
 	for c := 0; c < b.o.cycles; c++ {
+		next = next.Add(b.o.interval)
 		if onCycle != nil {
 			if err := onCycle(c); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
-		next = next.Add(b.o.interval)
 		time.Sleep(time.Until(next))
 		if !d.alive() {
-			return nil, fmt.Errorf("pgod exited\n%s", d.logTail())
+			return nil, nil, fmt.Errorf("pgod exited\n%s", d.logTail())
 		}
 		s, err := d.stat()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		samples = append(samples, (s.cpu() - prev.cpu()).Seconds())
+		total = append(total, (s.cpu() - prev.cpu()).Seconds())
+		self = append(self, (s.self - prev.self).Seconds())
 		prev = s
 	}
-	return samples, nil
+	return total, self, nil
 }
 
 // pushWebhook pushes a change and announces it like GitHub would, then

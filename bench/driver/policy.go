@@ -297,3 +297,35 @@ func (b *bench) gitFloor() {
 	}
 	os.RemoveAll(dst)
 }
+
+// realComposeCost measures what one call of the real Compose costs in CPU,
+// which the substitute docker hides, and projects the idle figure onto it:
+// pgod's compose calls per quiet cycle times that cost.
+func (b *bench) realComposeCost() {
+	argv := []string{"docker", "compose", "-p", "pgo-bench-absent", "ps", "-a", "--format", "json"}
+	var cpu []float64
+	for i := 0; i <= b.o.checkRuns; i++ {
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Env = append(os.Environ(), composeEnv...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.fail("real compose ps", fmt.Errorf("%v: %s", err, firstLines(string(out), 3)))
+			return
+		}
+		if i > 0 { // the first warms the caches
+			cpu = append(cpu, (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()*1000)
+		}
+	}
+	b.rows = append(b.rows, samplesRow("real docker compose ps: CPU per call", "CPU ms", cpu, 0, 0))
+	if b.idleCalls == nil {
+		return
+	}
+	var calls float64
+	for k, v := range b.idleCalls {
+		if strings.HasPrefix(k, "compose ") || strings.HasPrefix(k, "docker ") {
+			calls += v
+		}
+	}
+	perCycle := calls / float64(b.o.cycles)
+	b.rows = append(b.rows, valueRow("idle: CPU per cycle projected with real compose", "CPU s",
+		b.idleCPU+perCycle*median(cpu)/1000, fmt.Sprintf("%.0f compose calls/cycle", perCycle), 0, 0))
+}

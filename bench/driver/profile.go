@@ -26,23 +26,25 @@ func init() {
 }
 `
 
-// buildProfiling builds pgod from a copy of the top-level package (the
-// current directory) with pprofHook added, and returns the binary.
+// buildProfiling builds pgod from a copy of the sources of -pgo (the
+// top-level package beside the binary, where make build puts it) with
+// pprofHook added, and returns the binary.
 func (b *bench) buildProfiling() (string, error) {
+	from := filepath.Dir(b.o.pgo)
 	src := filepath.Join(b.o.work, "profbuild")
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		return "", err
 	}
-	files, err := filepath.Glob("*.go")
+	files, err := filepath.Glob(filepath.Join(from, "*.go"))
 	if err != nil {
 		return "", err
 	}
-	files = append(files, "go.mod", "go.sum")
+	files = append(files, filepath.Join(from, "go.mod"), filepath.Join(from, "go.sum"))
 	for _, f := range files {
 		if strings.HasSuffix(f, "_test.go") {
 			continue
 		}
-		if err := copyFile(f, filepath.Join(src, f), 0o644); err != nil {
+		if err := copyFile(f, filepath.Join(src, filepath.Base(f)), 0o644); err != nil {
 			return "", err
 		}
 	}

@@ -28,6 +28,9 @@ type bench struct {
 	pushed   map[string]int
 
 	loadStart string // /proc/loadavg when the bench started: others' load skews wall times
+
+	idleCPU   float64            // median CPU s per quiet cycle, for the projection with real compose
+	idleCalls map[string]float64 // commands pgod ran in the quiet cycles
 }
 
 func newBench(o options) (*bench, error) {
