@@ -312,7 +312,7 @@ func (b *bench) realComposeCost() {
 			return
 		}
 		if i > 0 { // the first warms the caches
-			cpu = append(cpu, (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()*1000)
+			cpu = append(cpu, (cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime()).Seconds()*1000)
 		}
 	}
 	b.rows = append(b.rows, samplesRow("real docker compose ps: CPU per call", "CPU ms", cpu, 0, 0))
