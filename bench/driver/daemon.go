@@ -122,6 +122,7 @@ func (d *daemon) logTail() string {
 type procStat struct {
 	self, children time.Duration // user+system CPU; children: reaped git and docker processes
 	rss, hwm       int64         // bytes
+	anon, file     int64         // bytes of rss: heap and stacks; the mapped binary and libraries
 }
 
 func (p procStat) cpu() time.Duration { return p.self + p.children }
@@ -161,6 +162,10 @@ func (d *daemon) stat() (procStat, error) {
 			p.rss = kb << 10
 		case "VmHWM":
 			p.hwm = kb << 10
+		case "RssAnon":
+			p.anon = kb << 10
+		case "RssFile":
+			p.file = kb << 10
 		}
 	}
 	return p, nil

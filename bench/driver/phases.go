@@ -112,6 +112,15 @@ func (b *bench) waitAllUp(d *daemon) (time.Time, error) {
 	return last, nil
 }
 
+// total is the number of calls seen.
+func (c *callLog) total() int {
+	n := 0
+	for _, v := range c.subs {
+		n += v
+	}
+	return n
+}
+
 // perService sums the calls by subcommand, per service.
 func (c *callLog) perService(n int) string {
 	var subs []string
@@ -138,23 +147,25 @@ func (b *bench) idle(d *daemon) {
 		go b.saveProfile(d, fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(t.Seconds())*b.o.cycles), "idle.cpu.pprof")
 	}
 	countsBefore, _ := d.commandCounts()
+	d.calls.read()
+	callsBefore := d.calls.total()
 	quiet, quietSelf, err := b.cycleCPU(d, nil)
 	if err != nil {
 		b.fail("idle", err)
 		return
 	}
 	p, _ := d.stat()
+	b.note("idle RSS %.1f MB = %.1f MB anonymous (heap, stacks) + %.1f MB file-backed (the binary's pages)", mb(p.rss), mb(p.anon), mb(p.file))
 	b.idleCPU = median(quiet)
+	d.calls.read()
+	b.idleDockerCalls = float64(d.calls.total()-callsBefore) / float64(b.o.cycles)
+	b.note("docker calls per service per idle cycle (substitute's log): %.2f", b.idleDockerCalls/float64(b.o.services))
 	b.rows = append(b.rows,
 		samplesRow(fmt.Sprintf("idle N=%d -t %s: CPU per cycle, no change", b.o.services, t), "CPU s", quiet, 0, 0),
 		samplesRow("idle: CPU of pgod itself per cycle", "CPU s", quietSelf, 0, 0),
 		valueRow(fmt.Sprintf("idle N=%d: RSS after %d cycles", b.o.services, b.o.cycles), "MB", mb(p.rss), "", refIdleRSS, betterBy),
 	)
 	if counts, err := d.commandCounts(); err == nil && countsBefore != nil {
-		b.idleCalls = counts
-		for k, v := range countsBefore {
-			b.idleCalls[k] -= v
-		}
 		b.note("commands per service per idle cycle (pgo_command_count): %s",
 			perService(counts, countsBefore, float64(b.o.services*b.o.cycles)))
 	}

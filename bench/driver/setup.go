@@ -29,8 +29,8 @@ type bench struct {
 
 	loadStart string // /proc/loadavg when the bench started: others' load skews wall times
 
-	idleCPU   float64            // median CPU s per quiet cycle, for the projection with real compose
-	idleCalls map[string]float64 // commands pgod ran in the quiet cycles
+	idleCPU         float64 // median CPU s per quiet cycle, for the projection with real compose
+	idleDockerCalls float64 // docker calls per quiet cycle
 }
 
 func newBench(o options) (*bench, error) {

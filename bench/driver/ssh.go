@@ -51,15 +51,11 @@ func (b *bench) controlPlane(d *daemon) {
 	if err == nil {
 		targets = append(targets, target{"ssh -> sshd forced true", b.sshArgv(sshdAddr, "known_hosts.sshd", "true"), ""})
 	}
-	results := map[string]latencies{}
+	results := b.timeTargets(targets)
 	for _, t := range targets {
-		l, err := b.timeTarget(t)
-		if err != nil {
-			b.fail(t.name, err)
-			continue
+		if l, ok := results[t.name]; ok {
+			b.latencyRows(t.name, l)
 		}
-		results[t.name] = l
-		b.latencyRows(t.name, l)
 	}
 	b.ratioRows(results)
 }
@@ -80,51 +76,75 @@ func (b *bench) sshArgv(addr, knownHosts, command string) []string {
 		"root@" + host, command}
 }
 
-// timeTarget warms up (the first call also records the host key), then times
-// -pings calls one after another and -clients × -per-client calls at once.
-func (b *bench) timeTarget(t target) (latencies, error) {
-	var l latencies
-	for i := 0; i < 3; i++ {
-		if _, err := callOnce(t); err != nil {
-			return l, fmt.Errorf("warm-up: %w", err)
+// timeTargets warms each target up (the first call also records the host
+// key), then times -pings calls one after another and -per-client rounds of
+// -clients calls at once. The targets take turns call by call and round by
+// round, so that a change in the machine's load hits them alike.
+func (b *bench) timeTargets(targets []target) map[string]latencies {
+	var live []target
+	for _, t := range targets {
+		var err error
+		for i := 0; i < 3 && err == nil; i++ {
+			_, err = callOnce(t)
 		}
-	}
-	for i := 0; i < b.o.pings; i++ {
-		ms, err := callOnce(t)
 		if err != nil {
-			l.failures++
-			l.firstFailure = err.Error()
+			b.fail(t.name, fmt.Errorf("warm-up: %w", err))
 			continue
 		}
-		l.sequential = append(l.sequential, ms)
+		live = append(live, t)
 	}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for c := 0; c < b.o.clients; c++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < b.o.perClient; i++ {
-				ms, err := callOnce(t)
-				mu.Lock()
-				if err != nil {
-					l.failures++
-					l.firstFailure = err.Error()
-				} else {
-					l.concurrent = append(l.concurrent, ms)
-				}
-				mu.Unlock()
+	results := map[string]*latencies{}
+	for _, t := range live {
+		results[t.name] = &latencies{}
+	}
+	for i := 0; i < b.o.pings; i++ {
+		for _, t := range live {
+			ms, err := callOnce(t)
+			results[t.name].add(&results[t.name].sequential, ms, err)
+		}
+	}
+	for r := 0; r < b.o.perClient; r++ {
+		for _, t := range live {
+			l := results[t.name]
+			var mu sync.Mutex
+			var wg sync.WaitGroup
+			for c := 0; c < b.o.clients; c++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					ms, err := callOnce(t)
+					mu.Lock()
+					l.add(&l.concurrent, ms, err)
+					mu.Unlock()
+				}()
 			}
-		}()
+			wg.Wait()
+		}
 	}
-	wg.Wait()
-	if l.failures > 0 {
-		b.note("%s: %d of %d calls failed, first: %s", t.name, l.failures, b.o.pings+b.o.clients*b.o.perClient, l.firstFailure)
+	out := map[string]latencies{}
+	for _, t := range live {
+		l := results[t.name]
+		if l.failures > 0 {
+			b.note("%s: %d of %d calls failed, first: %s", t.name, l.failures, b.o.pings+b.o.clients*b.o.perClient, l.firstFailure)
+		}
+		if len(l.sequential) == 0 || len(l.concurrent) == 0 {
+			b.fail(t.name, fmt.Errorf("every call failed: %s", l.firstFailure))
+			continue
+		}
+		out[t.name] = *l
 	}
-	if len(l.sequential) == 0 || len(l.concurrent) == 0 {
-		return l, fmt.Errorf("every call failed: %s", l.firstFailure)
+	return out
+}
+
+func (l *latencies) add(to *[]float64, ms float64, err error) {
+	if err != nil {
+		l.failures++
+		if l.firstFailure == "" {
+			l.firstFailure = err.Error()
+		}
+		return
 	}
-	return l, nil
+	*to = append(*to, ms)
 }
 
 // callOnce runs the client once and returns its wall time in milliseconds.
@@ -136,7 +156,7 @@ func callOnce(t target) (float64, error) {
 	err := cmd.Run()
 	ms := time.Since(start).Seconds() * 1000
 	if err != nil {
-		return 0, fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.String()))
+		return 0, fmt.Errorf("%v after %.0f ms: %q", err, ms, strings.TrimSpace(stderr.String()))
 	}
 	if !strings.Contains(stdout.String(), t.expect) {
 		return 0, fmt.Errorf("got %q, want %q", stdout.String(), t.expect)
