@@ -7,7 +7,7 @@ PREFIX   ?= /usr/local
 FUZZTIME ?= 5s
 FUZZ_TARGETS = $(shell grep -ho '^func Fuzz[A-Za-z0-9_]*' *_test.go | sed 's/^func //')
 
-.PHONY: all build run test vet unit fuzz e2e bench deb install clean
+.PHONY: all build pgo run test vet unit fuzz e2e bench deb install clean
 
 all: build
 
@@ -15,7 +15,8 @@ build: pgo
 	ln -sf pgo pgod
 	ln -sf pgo pgoctl
 
-pgo: $(wildcard *.go) go.mod go.sum
+# Always rebuilt (the build cache keeps it cheap) so the version stamp is never stale.
+pgo:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o pgo .
 
 run: build
@@ -51,6 +52,9 @@ install: build
 	ln -sf pgo $(DESTDIR)$(PREFIX)/bin/pgod
 	ln -sf pgo $(DESTDIR)$(PREFIX)/bin/pgoctl
 	install -D -m 0644 pgo.8 $(DESTDIR)$(PREFIX)/share/man/man8/pgo.8
+	ln -sf pgo.8 $(DESTDIR)$(PREFIX)/share/man/man8/pgod.8
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1
+	ln -sf ../man8/pgo.8 $(DESTDIR)$(PREFIX)/share/man/man1/pgoctl.1
 
 clean:
 	rm -f pgo pgod pgoctl e2e.log *.deb

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sync"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// fakeCtl is a controller for tests: services with keys, and compose and
+// docker commands that are small shell scripts.
+type fakeCtl struct {
+	mu       sync.Mutex
+	services map[string]*fakeService
+}
+
+func newFakeCtl(services ...*fakeService) *fakeCtl {
+	f := &fakeCtl{services: map[string]*fakeService{}}
+	for _, s := range services {
+		f.services[s.name] = s
+	}
+	return f
+}
+
+func (f *fakeCtl) lookup(name string) serviceControl {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if s, ok := f.services[name]; ok {
+		return s
+	}
+	return nil
+}
+
+func (f *fakeCtl) knownKey(key ssh.PublicKey) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, s := range f.services {
+		if s.authorized(key) {
+			return true
+		}
+	}
+	return false
+}
+
+// fakeService records what the ops asked of it.
+type fakeService struct {
+	name string
+
+	mu             sync.Mutex
+	keys           []ssh.PublicKey
+	st             serviceStatus
+	composeScripts map[string]string // sub-command to shell script; $@ holds all args
+	dockerScripts  map[string]string // first arg to shell script
+	calls          [][]string        // every compose/docker call, "compose"/"docker" first
+	serial         []string          // ops that ran inside serialize
+	upErr          error
+	checkOK        bool
+
+	serialMu sync.Mutex // what serialize holds
+}
+
+// defaultScript echoes its arguments, so tests see what compose or docker got.
+const defaultScript = `echo "$0 $*"`
+
+func newFakeService(name string, keys ...ssh.PublicKey) *fakeService {
+	return &fakeService{name: name, keys: keys, st: serviceStatus{Name: name, Branch: "main"},
+		composeScripts: map[string]string{}, dockerScripts: map[string]string{
+			"ps": `echo 0123456789ab`, // one running container
+		}}
+}
+
+func (s *fakeService) setKeys(keys ...ssh.PublicKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keys = keys
+}
+
+func (s *fakeService) authorized(key ssh.PublicKey) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range s.keys {
+		if string(k.Marshal()) == string(key.Marshal()) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *fakeService) up(ctx context.Context, stdout, stderr io.Writer) error {
+	s.record("up")
+	fmt.Fprintln(stdout, "up: deployed")
+	return s.upErr
+}
+
+func (s *fakeService) down(ctx context.Context, stdout, stderr io.Writer) error {
+	s.record("down")
+	fmt.Fprintln(stdout, "down: stopped, marker set")
+	return nil
+}
+
+func (s *fakeService) gitPull(ctx context.Context, stdout, stderr io.Writer) error {
+	s.record("git pull")
+	fmt.Fprintln(stdout, "git pull: already up to date")
+	return nil
+}
+
+func (s *fakeService) check(ctx context.Context, stdout io.Writer) (bool, error) {
+	s.record("check")
+	if s.checkOK {
+		fmt.Fprintln(stdout, "compose.yaml: ok")
+	} else {
+		fmt.Fprintln(stdout, `compose.yaml:3: service "web": privileged is not allowed`)
+	}
+	return s.checkOK, nil
+}
+
+func (s *fakeService) status() serviceStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st
+}
+
+func (s *fakeService) compose(ctx context.Context, args ...string) (*exec.Cmd, error) {
+	return s.script(ctx, "compose", s.composeScripts, args), nil
+}
+
+func (s *fakeService) docker(ctx context.Context, args ...string) (*exec.Cmd, error) {
+	return s.script(ctx, "docker", s.dockerScripts, args), nil
+}
+
+func (s *fakeService) script(ctx context.Context, what string, scripts map[string]string, args []string) *exec.Cmd {
+	s.mu.Lock()
+	s.calls = append(s.calls, append([]string{what}, args...))
+	script, ok := scripts[args[0]]
+	s.mu.Unlock()
+	if !ok {
+		script = defaultScript
+	}
+	env := []string{"PATH=" + os.Getenv("PATH")}
+	return (*account)(nil).command(ctx, env, "sh", append([]string{"-c", script, what}, args...)...)
+}
+
+func (s *fakeService) serialize(ctx context.Context, f func() error) error {
+	s.serialMu.Lock()
+	defer s.serialMu.Unlock()
+	s.mu.Lock()
+	s.serial = append(s.serial, "serialized")
+	s.mu.Unlock()
+	return f()
+}
+
+func (s *fakeService) record(call string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, []string{call})
+}
+
+func (s *fakeService) recorded() (calls [][]string, serialized int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([][]string(nil), s.calls...), len(s.serial)
+}
+
+// newTestKey makes an ed25519 key pair.
+func newTestKey(t testing.TB) ssh.Signer {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signer
+}
