@@ -11,13 +11,25 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 // target is one way of doing an authenticated no-op over SSH.
 type target struct {
 	name   string
-	argv   []string
-	expect string // in stdout of a good run
+	argv   []string // a client process per call
+	expect string   // in stdout of a good run
+	// Or, without a process: the Go SSH client in the driver, which
+	// separates the protocol and server cost from the client's start-up.
+	inProcess *goClient
+}
+
+// goClient is golang.org/x/crypto/ssh dialling addr and running command.
+type goClient struct {
+	addr, command string
+	config        *ssh.ClientConfig
 }
 
 // latencies of one target, in milliseconds.
@@ -44,12 +56,31 @@ func (b *bench) controlPlane(d *daemon) {
 		_, port, _ := net.SplitHostPort(d.sshAddr)
 		svc := b.names[0] + "//ping"
 		targets = append(targets,
-			target{"pgoctl -> pgod ping", []string{b.pgoctl, "-p", port, "--known-hosts", filepath.Join(b.o.work, "known_hosts.pgoctl"), "-i", b.key, "127.0.0.1:" + svc}, "pong"},
-			target{"ssh -> pgod ping", b.sshArgv(d.sshAddr, "known_hosts.pgod", svc), "pong"},
+			target{name: "pgoctl -> pgod ping", argv: []string{b.pgoctl, "-p", port, "--known-hosts", filepath.Join(b.o.work, "known_hosts.pgoctl"), "-i", b.key, "127.0.0.1:" + svc}, expect: "pong"},
+			target{name: "ssh -> pgod ping", argv: b.sshArgv(d.sshAddr, "known_hosts.pgod", svc), expect: "pong"},
 		)
 	}
 	if err == nil {
-		targets = append(targets, target{"ssh -> sshd forced true", b.sshArgv(sshdAddr, "known_hosts.sshd", "true"), ""})
+		targets = append(targets, target{name: "ssh -> sshd forced true", argv: b.sshArgv(sshdAddr, "known_hosts.sshd", "true")})
+	}
+	// The in-process clients read the host keys the ssh warm-ups record, so
+	// those run first.
+	for _, t := range targets {
+		callOnce(t)
+	}
+	if d != nil {
+		if g, err := b.goTarget("Go client in-process -> pgod ping", d.sshAddr, "known_hosts.pgod", b.names[0]+"//ping", "pong"); err == nil {
+			targets = append(targets, g)
+		} else {
+			b.fail("Go client -> pgod", err)
+		}
+	}
+	if sshdAddr != "" {
+		if g, err := b.goTarget("Go client in-process -> sshd true", sshdAddr, "known_hosts.sshd", "true", ""); err == nil {
+			targets = append(targets, g)
+		} else {
+			b.fail("Go client -> sshd", err)
+		}
 	}
 	results := b.timeTargets(targets)
 	for _, t := range targets {
@@ -149,6 +180,9 @@ func (l *latencies) add(to *[]float64, ms float64, err error) {
 
 // callOnce runs the client once and returns its wall time in milliseconds.
 func callOnce(t target) (float64, error) {
+	if t.inProcess != nil {
+		return t.inProcess.call(t.expect)
+	}
 	cmd := exec.Command(t.argv[0], t.argv[1:]...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -162,6 +196,53 @@ func callOnce(t target) (float64, error) {
 		return 0, fmt.Errorf("got %q, want %q", stdout.String(), t.expect)
 	}
 	return ms, nil
+}
+
+func (g *goClient) call(expect string) (float64, error) {
+	start := time.Now()
+	client, err := ssh.Dial("tcp", g.addr, g.config)
+	if err != nil {
+		return 0, err
+	}
+	defer client.Close()
+	session, err := client.NewSession()
+	if err != nil {
+		return 0, err
+	}
+	out, err := session.Output(g.command)
+	ms := time.Since(start).Seconds() * 1000
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", g.command, err)
+	}
+	if !strings.Contains(string(out), expect) {
+		return 0, fmt.Errorf("got %q, want %q", out, expect)
+	}
+	return ms, nil
+}
+
+// goTarget is the in-process client for a server whose host key the
+// OpenSSH client's warm-up wrote to knownHostsFile.
+func (b *bench) goTarget(name, addr, knownHostsFile, command, expect string) (target, error) {
+	key, err := os.ReadFile(b.key)
+	if err != nil {
+		return target{}, err
+	}
+	signer, err := ssh.ParsePrivateKey(key)
+	if err != nil {
+		return target{}, err
+	}
+	hostKeys, err := knownhosts.New(filepath.Join(b.o.work, knownHostsFile))
+	if err != nil {
+		return target{}, err
+	}
+	config := &ssh.ClientConfig{
+		User:              "root",
+		Auth:              []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback:   hostKeys,
+		HostKeyAlgorithms: []string{ssh.KeyAlgoED25519},
+		Timeout:           30 * time.Second,
+	}
+	return target{name: name, expect: expect, inProcess: &goClient{addr: addr, command: command, config: config}}, nil
 }
 
 func (b *bench) latencyRows(name string, l latencies) {
@@ -195,6 +276,15 @@ func (b *bench) ratioRows(r map[string]latencies) {
 				ratioRow(fmt.Sprintf("ratio %s / OpenSSH: p%.0f concurrent", name, p), percentile(l.concurrent, p)/percentile(base.concurrent, p)),
 			)
 		}
+	}
+	// The same client against both servers: the servers' cost alone.
+	goPgod, ok1 := r["Go client in-process -> pgod ping"]
+	goSSHD, ok2 := r["Go client in-process -> sshd true"]
+	if ok1 && ok2 {
+		b.rows = append(b.rows,
+			ratioRow("ratio Go client: pgod / sshd, p50 sequential", median(goPgod.sequential)/median(goSSHD.sequential)),
+			ratioRow("ratio Go client: pgod / sshd, p50 concurrent", median(goPgod.concurrent)/median(goSSHD.concurrent)),
+		)
 	}
 }
 
