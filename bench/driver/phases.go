@@ -78,6 +78,7 @@ func (b *bench) coldStarts(measure bool) *daemon {
 			samplesRow(fmt.Sprintf("cold start N=%d: peak RSS (VmHWM)", n), "MB", hwm, refColdRSS, betterBy),
 		)
 		b.note("docker calls per service in the last cold start (substitute's log): %s", d.calls.perService(n))
+		b.coldCPU, b.coldDockerCalls = median(cpu), float64(d.calls.total())
 		if counts, err := d.commandCounts(); err == nil {
 			b.note("commands per service in the last cold start (pgod's pgo_command_count): %s", perService(counts, nil, float64(n)))
 		} else {

@@ -316,11 +316,15 @@ func (b *bench) realComposeCost() {
 		}
 	}
 	b.rows = append(b.rows, samplesRow("real docker compose ps: CPU per call", "CPU ms", cpu, 0, 0))
-	if b.idleCPU == 0 {
-		return
-	}
 	// The substitute's own cost (about a millisecond a call) stays in; the
-	// projection errs high by that.
-	b.rows = append(b.rows, valueRow("idle: CPU per cycle projected with real compose", "CPU s",
-		b.idleCPU+b.idleDockerCalls*median(cpu)/1000, fmt.Sprintf("%.0f docker calls/cycle", b.idleDockerCalls), 0, 0))
+	// projections err high by that, and low by what pull and up cost beyond
+	// a ps.
+	if b.coldCPU > 0 {
+		b.rows = append(b.rows, valueRow("cold start: CPU projected with real compose", "CPU s",
+			b.coldCPU+b.coldDockerCalls*median(cpu)/1000, fmt.Sprintf("%.0f docker calls", b.coldDockerCalls), 0, 0))
+	}
+	if b.idleCPU > 0 {
+		b.rows = append(b.rows, valueRow("idle: CPU per cycle projected with real compose", "CPU s",
+			b.idleCPU+b.idleDockerCalls*median(cpu)/1000, fmt.Sprintf("%.0f docker calls/cycle", b.idleDockerCalls), 0, 0))
+	}
 }

@@ -31,6 +31,8 @@ type bench struct {
 
 	idleCPU         float64 // median CPU s per quiet cycle, for the projection with real compose
 	idleDockerCalls float64 // docker calls per quiet cycle
+	coldCPU         float64 // median CPU s of a cold start
+	coldDockerCalls float64 // docker calls in the last cold start
 }
 
 func newBench(o options) (*bench, error) {
