@@ -20,28 +20,29 @@ import (
 
 // options are the driver's flags; scripts/bench passes the paths.
 type options struct {
-	pgo         string        // the pgo binary; pgod and pgoctl symlinks sit next to it
-	pgod        string        // daemon to run, if not the pgod next to pgo (another build)
-	docker      string        // the substitute docker, built by scripts/bench
-	work        string        // scratch directory, removed by scripts/bench
-	out         string        // BENCH.md
-	notes       string        // hand-written analysis appended to BENCH.md
-	services    int           // N
-	interval    time.Duration // pgod -t
-	repeats     int           // cold starts
-	cycles      int           // poll cycles per idle measurement
-	hooks       int           // webhook pushes
-	pings       int           // sequential pings per target
-	clients     int           // concurrent clients
-	perClient   int           // pings per concurrent client
-	maxParallel int           // pgod --max-parallel; 0 keeps pgod's default
-	checkRuns   int           // pgo check repeats
-	composeSvcs int           // services in the pgo check compose file
-	deadline    time.Duration // longest wait for any one event
-	phases      string        // comma-separated subset to run
-	repoURL     string        // "file" (file:// URLs) or "path"
-	profile     bool          // measure a profiling build of pgod and save pprof profiles
-	profileSecs int           // length of the cold start CPU profile
+	pgo          string        // the pgo binary; pgod and pgoctl symlinks sit next to it
+	pgod         string        // daemon to run, if not the pgod next to pgo (another build)
+	docker       string        // the substitute docker, built by scripts/bench
+	work         string        // scratch directory, removed by scripts/bench
+	out          string        // BENCH.md
+	notes        string        // hand-written analysis appended to BENCH.md
+	services     int           // N
+	interval     time.Duration // pgod -t
+	repeats      int           // cold starts
+	cycles       int           // quiet poll cycles
+	changeCycles int           // poll cycles with one change each (also the poll latency samples)
+	hooks        int           // webhook pushes
+	pings        int           // sequential pings per target
+	clients      int           // concurrent clients
+	perClient    int           // pings per concurrent client
+	maxParallel  int           // pgod --max-parallel; 0 keeps pgod's default
+	checkRuns    int           // pgo check repeats
+	composeSvcs  int           // services in the pgo check compose file
+	deadline     time.Duration // longest wait for any one event
+	phases       string        // comma-separated subset to run
+	repoURL      string        // "file" (file:// URLs) or "path"
+	profile      bool          // measure a profiling build of pgod and save pprof profiles
+	profileSecs  int           // length of the cold start CPU profile
 }
 
 func main() {
@@ -57,7 +58,8 @@ func main() {
 	flag.IntVar(&o.services, "n", 200, "services in pgo.toml")
 	flag.DurationVar(&o.interval, "t", 10*time.Second, "pgod poll interval (-t)")
 	flag.IntVar(&o.repeats, "repeats", 3, "cold starts")
-	flag.IntVar(&o.cycles, "cycles", 3, "poll cycles per idle measurement")
+	flag.IntVar(&o.cycles, "cycles", 3, "quiet poll cycles (RSS is read after them)")
+	flag.IntVar(&o.changeCycles, "change-cycles", 6, "poll cycles with one service changing in each")
 	flag.IntVar(&o.hooks, "hooks", 10, "pushes announced by webhook")
 	flag.IntVar(&o.pings, "pings", 100, "sequential pings per target")
 	flag.IntVar(&o.clients, "clients", 32, "concurrent ping clients")

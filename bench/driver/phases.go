@@ -150,7 +150,7 @@ func (b *bench) idle(d *daemon) {
 	countsBefore, _ := d.commandCounts()
 	d.calls.read()
 	callsBefore := d.calls.total()
-	quiet, quietSelf, err := b.cycleCPU(d, nil)
+	quiet, quietSelf, err := b.cycleCPU(d, b.o.cycles, nil)
 	if err != nil {
 		b.fail("idle", err)
 		return
@@ -171,7 +171,7 @@ func (b *bench) idle(d *daemon) {
 			perService(counts, countsBefore, float64(b.o.services*b.o.cycles)))
 	}
 	// One service changes per cycle: prepare the commits outside the window.
-	changed := make([]string, b.o.cycles)
+	changed := make([]string, b.o.changeCycles)
 	for c := range changed {
 		changed[c] = b.names[len(b.names)-1-c%len(b.names)]
 		if err := b.commitChange(changed[c]); err != nil {
@@ -182,8 +182,8 @@ func (b *bench) idle(d *daemon) {
 	// Each push lands at a random moment of its cycle: pushing on the cycle
 	// boundary would always hit the same phase of the services' poll timers.
 	offsets := rand.New(rand.NewPCG(8, 8))
-	pushedAt := make([]time.Time, b.o.cycles)
-	busy, _, err := b.cycleCPU(d, func(c int) error {
+	pushedAt := make([]time.Time, b.o.changeCycles)
+	busy, _, err := b.cycleCPU(d, b.o.changeCycles, func(c int) error {
 		time.Sleep(time.Duration(offsets.Int64N(int64(t * 9 / 10))))
 		pushedAt[c] = time.Now()
 		return b.push(changed[c])
@@ -208,14 +208,14 @@ func (b *bench) idle(d *daemon) {
 }
 
 // cycleCPU samples pgod's CPU, with its children and alone, at each of
-// -cycles poll intervals; onCycle runs at the start of each.
-func (b *bench) cycleCPU(d *daemon, onCycle func(cycle int) error) (total, self []float64, err error) {
+// cycles poll intervals; onCycle runs at the start of each.
+func (b *bench) cycleCPU(d *daemon, cycles int, onCycle func(cycle int) error) (total, self []float64, err error) {
 	prev, err := d.stat()
 	if err != nil {
 		return nil, nil, err
 	}
 	next := time.Now()
-	for c := 0; c < b.o.cycles; c++ {
+	for c := 0; c < cycles; c++ {
 		next = next.Add(b.o.interval)
 		if onCycle != nil {
 			if err := onCycle(c); err != nil {
