@@ -1,12 +1,276 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
+	"os/user"
+	"path/filepath"
+	"strings"
 )
+
+const checkUsage = `Usage: pgo check [-c FILE] [-s SERVICE] [--datadir DIR] [PATH]
+
+Checks offline what pgod would check.
+
+With -c and no PATH, checks only the config: prints one line per service
+(name, user, repository with credentials hidden, branch) or every error.
+
+With a PATH (default "."), renders the compose project in PATH with
+"docker compose config", as pgod would, and checks it against the security
+policy. The service's settings come from the config given with -c (the one
+named by -s, or the only one); without -c, PATH is checked as a service named
+after its directory with the default policy and no exceptions. Each violation
+is printed as "compose.yaml:LINE: service "web": REASON".
+
+Flags:
+  -c, --config FILE     pgo.toml to read
+  -s, --service NAME    the service of the config to check PATH as; without -c,
+                        the name to check it under
+      --datadir DIR     pgod's data directory; bind mounts may use DIR/NAME
+                        (default /data)
+  -h, --help            print this text
+
+Exit status: 0 all is well (or only warnings, for a service with user "root"),
+1 the config is invalid or the project violates the policy, 2 it could not be
+checked (bad flags, no Compose v2, unreadable files).
+`
+
+// checkFlags are the flags of "pgo check".
+type checkFlags struct {
+	config     string
+	service    string
+	datadir    string
+	path       string
+	pathSet    bool // PATH was given; without it and with -c only the config is checked
+	serviceSet bool // -s was given
+}
+
+// renderFunc renders and validates one checkout; renderProject, or a fake in tests.
+type renderFunc func(context.Context, renderRequest) ([]byte, []violation, error)
 
 // runCheck is "pgo check": offline validation of pgo.toml and a compose project.
 func runCheck(args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "pgo check: not implemented yet")
-	return 2
+	return check(args, stdout, stderr, renderProject)
+}
+
+// check is runCheck with the renderer passed in, so tests can run it without Docker.
+func check(args []string, stdout, stderr io.Writer, render renderFunc) int {
+	f, code := parseCheckFlags(args, stdout, stderr)
+	if f == nil {
+		return code
+	}
+	var cfg *Config
+	if f.config != "" {
+		data, err := os.ReadFile(f.config)
+		if err != nil {
+			fmt.Fprintf(stderr, "pgo check: %v\n", err)
+			return 2
+		}
+		if cfg, err = parseConfig(f.config, data); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		if !f.pathSet && !f.serviceSet {
+			printServices(stdout, cfg)
+			return 0
+		}
+	}
+	svc, trusted, err := checkService(cfg, f)
+	if err != nil {
+		fmt.Fprintf(stderr, "pgo check: %v\n", err)
+		return 2
+	}
+	return checkProject(f, svc, trusted, stdout, stderr, render)
+}
+
+// parseCheckFlags parses the arguments; a nil result means exit with the code.
+func parseCheckFlags(args []string, stdout, stderr io.Writer) (*checkFlags, int) {
+	f := &checkFlags{path: "."}
+	fs := flag.NewFlagSet("pgo check", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors and usage are printed below, once
+	fs.StringVar(&f.config, "c", "", "")
+	fs.StringVar(&f.config, "config", "", "")
+	fs.StringVar(&f.service, "s", "", "")
+	fs.StringVar(&f.service, "service", "", "")
+	fs.StringVar(&f.datadir, "datadir", "/data", "")
+	paths, err := parseInterspersed(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, checkUsage)
+			return nil, 0
+		}
+		fmt.Fprintf(stderr, "pgo check: %v\n%s", err, checkUsage)
+		return nil, 2
+	}
+	fs.Visit(func(fl *flag.Flag) {
+		if fl.Name == "s" || fl.Name == "service" {
+			f.serviceSet = true
+		}
+	})
+	switch len(paths) {
+	case 0:
+	case 1:
+		f.path, f.pathSet = paths[0], true
+	default:
+		fmt.Fprintf(stderr, "pgo check: one PATH at most, got %d\n%s", len(paths), checkUsage)
+		return nil, 2
+	}
+	if f.datadir == "" || !filepath.IsAbs(f.datadir) {
+		fmt.Fprintf(stderr, "pgo check: --datadir must be an absolute path\n%s", checkUsage)
+		return nil, 2
+	}
+	return f, 0
+}
+
+// parseInterspersed parses flags that may come before or after the
+// positional arguments ("pgo check . -c pgo.toml"), which the flag package
+// alone stops at; everything after "--" is positional.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return positional, nil
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(positional, rest...), nil
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
+}
+
+// printServices prints one line per service: name, user, repository (credentials hidden), branch.
+func printServices(w io.Writer, cfg *Config) {
+	for _, s := range cfg.Services {
+		line := fmt.Sprintf("%s %s %s %s", s.Name, s.User, s.RedactedRepository(), s.Branch)
+		fmt.Fprintln(w, redact(line, s.secrets()))
+	}
+}
+
+// checkService picks the service PATH is checked as: from the config, or a
+// default one named after PATH, run by the current user, with no exceptions.
+// trusted is true for a config service run by root, whose violations pgod
+// only warns about.
+func checkService(cfg *Config, f *checkFlags) (svc *Service, trusted bool, err error) {
+	if cfg != nil {
+		svc, err := pickService(cfg, f.service)
+		if err != nil {
+			return nil, false, err
+		}
+		return svc, svc.User == "root", nil
+	}
+	name := f.service
+	if name == "" {
+		abs, err := filepath.Abs(f.path)
+		if err != nil {
+			return nil, false, err
+		}
+		name = sanitizeServiceName(filepath.Base(abs))
+	}
+	if !validServiceName(name) {
+		return nil, false, fmt.Errorf("service name %q is not allowed: use at most 63 lowercase letters, digits, \"-\" and \"_\"", name)
+	}
+	u, err := user.Current()
+	if err != nil {
+		return nil, false, fmt.Errorf("current user: %w", err)
+	}
+	return &Service{Name: name, User: u.Username, Branch: "main"}, false, nil
+}
+
+func pickService(cfg *Config, name string) (*Service, error) {
+	if name != "" {
+		for _, s := range cfg.Services {
+			if s.Name == name {
+				return s, nil
+			}
+		}
+		return nil, fmt.Errorf("%s has no service %q", cfg.Path, name)
+	}
+	switch len(cfg.Services) {
+	case 0:
+		return nil, fmt.Errorf("%s has no services", cfg.Path)
+	case 1:
+		return cfg.Services[0], nil
+	}
+	names := make([]string, len(cfg.Services))
+	for i, s := range cfg.Services {
+		names[i] = s.Name
+	}
+	return nil, fmt.Errorf("%s has %d services (%s): pick one with -s", cfg.Path, len(names), strings.Join(names, ", "))
+}
+
+// sanitizeServiceName makes a directory name into a service name: lowercase,
+// other characters replaced by "-", starting with a letter or digit.
+func sanitizeServiceName(dir string) string {
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '-' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(dir))
+	name = strings.TrimLeft(name, "-_")
+	if len(name) > 63 {
+		name = name[:63]
+	}
+	if name == "" {
+		return "pgo"
+	}
+	return name
+}
+
+// checkProject renders and validates PATH as the service and prints the violations.
+func checkProject(f *checkFlags, svc *Service, trusted bool, stdout, stderr io.Writer, render renderFunc) int {
+	checkout, err := filepath.Abs(f.path)
+	if err == nil {
+		err = isDir(checkout)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "pgo check: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	secrets := svc.secrets()
+	_, violations, err := render(ctx, renderRequest{
+		Service:  svc,
+		Checkout: checkout,
+		DataDir:  filepath.Join(f.datadir, svc.Name),
+		Docker:   "docker",
+		Trusted:  trusted,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "pgo check: service %q: %s\n", svc.Name, redact(err.Error(), secrets))
+		return 2
+	}
+	prefix := ""
+	if trusted {
+		prefix = "warning: "
+	}
+	for _, v := range violations {
+		fmt.Fprintln(stdout, prefix+redact(v.String(), secrets))
+	}
+	if len(violations) > 0 && !trusted {
+		return 1
+	}
+	return 0
+}
+
+func isDir(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", path)
+	}
+	return nil
 }

@@ -1,5 +1,17 @@
 package main
 
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
 // Config is a parsed and validated pgo.toml.
 type Config struct {
 	Path     string     // file it was read from, for error messages
@@ -26,7 +38,566 @@ type Service struct {
 	Line int // line of the [[services]] header in the config file
 }
 
+// serviceKeys are the keys a [[services]] table may have, in the order the documentation lists them.
+var serviceKeys = []string{
+	"name", "user", "repository", "branch", "registries", "compose", "env", "urls",
+	"networks", "import", "reload", "mount", "ports", "webhook_secret",
+}
+
+// minWebhookSecret is the shortest webhook_secret accepted: anyone who guesses it can trigger deploys.
+const minWebhookSecret = 16
+
 // loadConfig reads, parses and validates a pgo.toml.
 func loadConfig(path string) (*Config, error) {
-	panic("loadConfig: not implemented yet")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err // names the path already
+	}
+	return parseConfig(path, data)
+}
+
+// parseConfig parses and validates the contents of a pgo.toml; path is for
+// error messages. All errors are reported, in file order, joined.
+func parseConfig(path string, data []byte) (*Config, error) {
+	root, err := parseTOML(data)
+	if err != nil {
+		var te *tomlError
+		if errors.As(err, &te) {
+			return nil, fmt.Errorf("%s:%d: %w", path, te.Line, err)
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	c := &configChecker{path: path}
+	cfg := &Config{Path: path}
+	for _, key := range root.Keys {
+		v := root.Values[key]
+		if key != "services" {
+			c.errorf(v.Line, "", "%s", unknownKey(key, v.Line, []string{"services"}))
+			continue
+		}
+		cfg.Services = c.services(v)
+	}
+	c.crossCheck(cfg.Services)
+	if len(c.errs) > 0 {
+		return nil, c.err()
+	}
+	return cfg, nil
+}
+
+// configError is one problem in pgo.toml, with the file, line and service it concerns.
+type configError struct {
+	Path    string
+	Line    int
+	Service string // `service "web"`, or `service #2` when it has no usable name; "" for the file
+	Msg     string
+}
+
+func (e *configError) Error() string {
+	if e.Service == "" {
+		return fmt.Sprintf("%s:%d: %s", e.Path, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s:%d: %s: %s", e.Path, e.Line, e.Service, e.Msg)
+}
+
+// configChecker collects every problem in a config, rather than stopping at the first.
+type configChecker struct {
+	path string
+	errs []*configError
+}
+
+func (c *configChecker) errorf(line int, service, format string, args ...any) {
+	c.errs = append(c.errs, &configError{Path: c.path, Line: line, Service: service, Msg: fmt.Sprintf(format, args...)})
+}
+
+// err joins the errors in file order.
+func (c *configChecker) err() error {
+	sort.SliceStable(c.errs, func(i, j int) bool { return c.errs[i].Line < c.errs[j].Line })
+	errs := make([]error, len(c.errs))
+	for i, e := range c.errs {
+		errs[i] = e
+	}
+	return errors.Join(errs...)
+}
+
+func (c *configChecker) services(v *tomlValue) []*Service {
+	if v.Kind != tomlKindArray {
+		c.errorf(v.Line, "", "services must be an array of tables ([[services]]), not %s", v.Kind)
+		return nil
+	}
+	var services []*Service
+	for i, elem := range v.Array {
+		if elem.Kind != tomlKindTable {
+			c.errorf(elem.Line, "", "services[%d] must be a table, not %s", i, elem.Kind)
+			continue
+		}
+		services = append(services, c.service(i, elem))
+	}
+	return services
+}
+
+// service decodes and checks one [[services]] table; i is its index, for
+// naming a service that has no usable name.
+func (c *configChecker) service(i int, v *tomlValue) *Service {
+	t := v.Table
+	s := &Service{Line: v.Line, Branch: "main"}
+	label := fmt.Sprintf("service #%d", i+1)
+	if name, ok := t.Values["name"]; ok && name.Kind == tomlKindString {
+		label = fmt.Sprintf("service %q", name.Str)
+	}
+	sc := &serviceChecker{configChecker: c, label: label}
+	for _, key := range t.Keys {
+		sc.key(s, key, t.Values[key])
+	}
+	for _, required := range []string{"name", "user", "repository"} {
+		if _, ok := t.Values[required]; !ok {
+			sc.errorf(v.Line, "%s is required", required)
+		}
+	}
+	return s
+}
+
+// serviceChecker reports problems of one service.
+type serviceChecker struct {
+	*configChecker
+	label string
+}
+
+func (sc *serviceChecker) errorf(line int, format string, args ...any) {
+	sc.configChecker.errorf(line, sc.label, format, args...)
+}
+
+// key decodes and checks one key of a service. Values that may hold secrets are never quoted in errors.
+func (sc *serviceChecker) key(s *Service, key string, v *tomlValue) {
+	switch key {
+	case "name":
+		if sc.str(key, v, &s.Name) && !validServiceName(s.Name) {
+			sc.errorf(v.Line, "name %q is not allowed: use at most 63 lowercase letters, digits, \"-\" and \"_\", starting with a letter or digit", s.Name)
+		}
+	case "user":
+		if sc.str(key, v, &s.User) && !validUserName(s.User) {
+			sc.errorf(v.Line, "user %q is not a valid Unix user name", s.User)
+		}
+	case "repository":
+		if sc.str(key, v, &s.Repository) {
+			if msg := repositoryProblem(s.Repository); msg != "" {
+				sc.errorf(v.Line, "repository %s", msg)
+			}
+		}
+	case "branch":
+		if sc.str(key, v, &s.Branch) && !validBranch(s.Branch) {
+			sc.errorf(v.Line, "branch %q is not a valid git branch name", s.Branch)
+		}
+	case "registries":
+		s.Registries = sc.strList(key, v, func(e string) string {
+			if _, ok := parseRegistry(e); !ok {
+				return `expected "[user:]token@host"`
+			}
+			return ""
+		})
+	case "compose", "import":
+		field := &s.Compose
+		if key == "import" {
+			field = &s.Import
+		}
+		if sc.str(key, v, field) {
+			if msg := relPathProblem(*field); msg != "" {
+				sc.errorf(v.Line, "%s %q %s", key, *field, msg)
+			}
+		}
+	case "env":
+		s.Env = sc.env(v)
+	case "urls":
+		s.URLs = sc.urls(v)
+	case "networks":
+		s.Networks = sc.strList(key, v, func(e string) string {
+			if !networkNameRE.MatchString(e) {
+				return fmt.Sprintf("%q is not a valid network name", e)
+			}
+			return ""
+		})
+	case "reload":
+		if sc.str(key, v, &s.Reload) && !validReload(s.Reload) {
+			sc.errorf(v.Line, `reload %q: expected "host:name//exec SERVICE COMMAND..."`, s.Reload)
+		}
+	case "mount":
+		if sc.str(key, v, &s.Mount) {
+			if msg := mountProblem(s.Mount); msg != "" {
+				sc.errorf(v.Line, "mount %q: %s", redactURL(s.Mount), msg)
+			}
+		}
+	case "ports":
+		s.Ports = sc.ports(v)
+	case "webhook_secret":
+		if sc.str(key, v, &s.WebhookSecret) && len(s.WebhookSecret) < minWebhookSecret {
+			sc.errorf(v.Line, "webhook_secret is too short: use at least %d characters (e.g. openssl rand -hex 32)", minWebhookSecret)
+		}
+	default:
+		sc.errorf(v.Line, "%s", unknownKey(key, v.Line, serviceKeys))
+	}
+}
+
+// str stores a string value in dst, or reports what is wrong with it.
+func (sc *serviceChecker) str(key string, v *tomlValue, dst *string) bool {
+	if v.Kind != tomlKindString {
+		sc.errorf(v.Line, "%s must be a string, not %s", key, v.Kind)
+		return false
+	}
+	if strings.ContainsRune(v.Str, 0) {
+		sc.errorf(v.Line, "%s must not contain a NUL character", key)
+		return false
+	}
+	*dst = v.Str
+	return true
+}
+
+// strList decodes an array of strings; check returns what is wrong with an element, or "".
+func (sc *serviceChecker) strList(key string, v *tomlValue, check func(string) string) []string {
+	if v.Kind != tomlKindArray {
+		sc.errorf(v.Line, "%s must be an array of strings, not %s", key, v.Kind)
+		return nil
+	}
+	var list []string
+	for i, e := range v.Array {
+		var s string
+		if !sc.str(fmt.Sprintf("%s[%d]", key, i), e, &s) {
+			continue
+		}
+		if msg := check(s); msg != "" {
+			sc.errorf(e.Line, "%s[%d]: %s", key, i, msg)
+			continue
+		}
+		list = append(list, s)
+	}
+	return list
+}
+
+func (sc *serviceChecker) env(v *tomlValue) []string {
+	seen := map[string]bool{}
+	return sc.strList("env", v, func(e string) string {
+		name, _, ok := strings.Cut(e, "=")
+		switch {
+		case !ok:
+			return `expected "NAME=VALUE"` // no quote: without "=" it may be all secret
+		case !envNameRE.MatchString(name):
+			return fmt.Sprintf("%q is not a valid environment variable name", name)
+		case seen[name]:
+			return fmt.Sprintf("%s is set twice", name)
+		}
+		seen[name] = true
+		return ""
+	})
+}
+
+func (sc *serviceChecker) urls(v *tomlValue) map[string]string {
+	if v.Kind != tomlKindTable {
+		sc.errorf(v.Line, `urls must be a table of "host" = "service:port", not %s`, v.Kind)
+		return nil
+	}
+	urls := map[string]string{}
+	for _, host := range v.Table.Keys {
+		target := v.Table.Values[host]
+		var s string
+		if !sc.str(fmt.Sprintf("urls %q", host), target, &s) {
+			continue
+		}
+		if !hostNameRE.MatchString(host) {
+			sc.errorf(target.Line, "urls: %q is not a host name", host)
+			continue
+		}
+		if !validServicePort(s) {
+			sc.errorf(target.Line, "urls %q: %q is not \"service:port\"", host, s)
+			continue
+		}
+		urls[host] = s
+	}
+	return urls
+}
+
+func (sc *serviceChecker) ports(v *tomlValue) []string {
+	if v.Kind != tomlKindArray {
+		sc.errorf(v.Line, `ports must be an array of port numbers, e.g. [ "80", "443" ], not %s`, v.Kind)
+		return nil
+	}
+	var ports []string
+	seen := map[string]bool{}
+	for i, e := range v.Array {
+		var port string
+		switch e.Kind {
+		case tomlKindString:
+			port = e.Str
+		case tomlKindInteger:
+			port = strconv.FormatInt(e.Int, 10)
+		default:
+			sc.errorf(e.Line, "ports[%d] must be a port number, not %s", i, e.Kind)
+			continue
+		}
+		switch {
+		case !validPort(port):
+			sc.errorf(e.Line, "ports[%d]: %q is not a port number (1-65535)", i, port)
+		case seen[port]:
+			sc.errorf(e.Line, "ports[%d]: %s is listed twice", i, port)
+		default:
+			seen[port] = true
+			ports = append(ports, port)
+		}
+	}
+	return ports
+}
+
+// crossCheck finds what no single service shows: names used twice, and host names routed twice.
+func (c *configChecker) crossCheck(services []*Service) {
+	names := map[string]*Service{}
+	hosts := map[string]*Service{}
+	for i, s := range services {
+		label := fmt.Sprintf("service %q", s.Name)
+		if s.Name == "" {
+			label = fmt.Sprintf("service #%d", i+1)
+		}
+		if s.Name != "" {
+			if first, ok := names[s.Name]; ok {
+				c.errorf(s.Line, label, "name is already used by the service at line %d", first.Line)
+			} else {
+				names[s.Name] = s
+			}
+		}
+		for _, host := range sortedKeys(s.URLs) {
+			h := strings.ToLower(host)
+			if first, ok := hosts[h]; ok && first != s {
+				c.errorf(s.Line, label, "urls: %q is already routed by service %q (line %d)", host, first.Name, first.Line)
+			} else {
+				hosts[h] = s
+			}
+		}
+	}
+}
+
+var (
+	serviceNameRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	userNameRE     = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\$?$`)
+	envNameRE      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	networkNameRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+	composeNameRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+	hostNameRE     = regexp.MustCompile(`^(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
+	hostPortRE     = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?$`)
+	scpLikeRE      = regexp.MustCompile(`^(?:[A-Za-z0-9._-]+@)?[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?:[^:]`)
+	gitTransportRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*::`)
+)
+
+// validServiceName: safe as a directory name and as a compose project name.
+func validServiceName(s string) bool { return serviceNameRE.MatchString(s) }
+
+// validUserName accepts what useradd accepts, minus all-digit names, which read as a uid.
+func validUserName(s string) bool {
+	return userNameRE.MatchString(s) && strings.Trim(s, "0123456789") != ""
+}
+
+// repositoryProblem says what is wrong with a git repository location, or "".
+// It refuses what would make git run a command (ext::) or read an option (-).
+// The message never quotes the location: a mistyped URL may still hold a token.
+func repositoryProblem(repo string) string {
+	switch {
+	case repo == "":
+		return "must not be empty"
+	case strings.HasPrefix(repo, "-"):
+		return `must not start with "-"`
+	case gitTransportRE.MatchString(repo):
+		return `must not use a git transport ("transport::address")`
+	case strings.IndexFunc(repo, func(r rune) bool { return r <= ' ' || r == 0x7F }) >= 0:
+		return "must not contain spaces or control characters"
+	case strings.HasPrefix(repo, "/"):
+		return ""
+	case strings.Contains(repo, "://"):
+		u, err := url.Parse(repo)
+		if err != nil {
+			return "is not a valid URL" // url's error would quote the credentials
+		}
+		switch u.Scheme {
+		case "https", "http", "ssh", "git":
+			if u.Host == "" {
+				return "has no host"
+			}
+		case "file":
+			if u.Host != "" || !strings.HasPrefix(u.Path, "/") {
+				return `must be "file:///absolute/path"`
+			}
+		default:
+			return fmt.Sprintf("scheme %q is not supported (use https, http, ssh, git or file)", u.Scheme)
+		}
+		return ""
+	case scpLikeRE.MatchString(repo):
+		return ""
+	}
+	return "must be a URL (https://, ssh://, git://, file://), user@host:path, or an absolute path"
+}
+
+// validBranch applies the rules of git check-ref-format to a branch name.
+func validBranch(b string) bool {
+	if b == "" || b == "@" || strings.HasPrefix(b, "-") || strings.HasPrefix(b, "/") ||
+		strings.HasSuffix(b, "/") || strings.HasSuffix(b, ".") || strings.HasSuffix(b, ".lock") ||
+		strings.Contains(b, "..") || strings.Contains(b, "@{") || strings.Contains(b, "//") {
+		return false
+	}
+	if strings.IndexFunc(b, func(r rune) bool { return r <= ' ' || r == 0x7F || strings.ContainsRune(`~^:?*[\`, r) }) >= 0 {
+		return false
+	}
+	for _, part := range strings.Split(b, "/") {
+		if strings.HasPrefix(part, ".") || strings.HasSuffix(part, ".lock") {
+			return false
+		}
+	}
+	return true
+}
+
+// registryLogin is one entry of registries, split.
+type registryLogin struct {
+	User  string // "" when the entry names none: the service's user is meant
+	Token string
+	Host  string
+}
+
+// parseRegistry splits "[user:]token@host". The host follows the last "@",
+// so a token may itself hold an "@".
+func parseRegistry(s string) (registryLogin, bool) {
+	at := strings.LastIndex(s, "@")
+	if at < 0 {
+		return registryLogin{}, false
+	}
+	r := registryLogin{Token: s[:at], Host: s[at+1:]}
+	if user, token, ok := strings.Cut(r.Token, ":"); ok {
+		r.User, r.Token = user, token
+		if r.User == "" || strings.IndexFunc(r.User, func(c rune) bool { return c <= ' ' || c == 0x7F }) >= 0 {
+			return registryLogin{}, false
+		}
+	}
+	if r.Token == "" || strings.IndexFunc(r.Token, func(c rune) bool { return c < ' ' || c == 0x7F }) >= 0 || !hostPortRE.MatchString(r.Host) {
+		return registryLogin{}, false
+	}
+	return r, true
+}
+
+// registryLogins returns the service's registries, the user defaulting to the service's user.
+func (s *Service) registryLogins() []registryLogin {
+	var logins []registryLogin
+	for _, e := range s.Registries {
+		r, ok := parseRegistry(e)
+		if !ok {
+			continue
+		}
+		if r.User == "" {
+			r.User = s.User
+		}
+		logins = append(logins, r)
+	}
+	return logins
+}
+
+// relPathProblem says why p is not a clean relative path inside the repository, or "".
+func relPathProblem(p string) string {
+	switch {
+	case p == "" || p == ".":
+		return "must name a file in the repository"
+	case strings.HasPrefix(p, "/"):
+		return "must be relative to the repository, not absolute"
+	case p == ".." || strings.HasPrefix(p, "../") || strings.HasSuffix(p, "/..") || strings.Contains(p, "/../"):
+		return `must stay inside the repository (no ".." component)`
+	case strings.ContainsAny(p, "\\\n\r"):
+		return "must not contain backslashes or newlines"
+	case path.Clean(p) != p:
+		return fmt.Sprintf("is not a clean path; write %q", path.Clean(p))
+	}
+	return ""
+}
+
+// validServicePort checks "service:port", the target of a URL.
+func validServicePort(s string) bool {
+	name, port, ok := strings.Cut(s, ":")
+	return ok && composeNameRE.MatchString(name) && validPort(port)
+}
+
+// validPort accepts a port number 1-65535 written plainly (no sign, no leading zero).
+func validPort(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n >= 1 && n <= 65535 && strconv.Itoa(n) == s
+}
+
+// validReload checks pgoctl syntax: "host:name//exec SERVICE COMMAND...".
+func validReload(s string) bool {
+	target, op, ok := strings.Cut(s, "//")
+	if !ok {
+		return false
+	}
+	host, name, ok := strings.Cut(target, ":")
+	fields := strings.Fields(op)
+	return ok && hostPortRE.MatchString(host) && validServiceName(name) &&
+		len(fields) >= 3 && fields[0] == "exec" && !strings.ContainsAny(op, "\n\r")
+}
+
+// mountProblem says what is wrong with an nfs://host/path URL, or "".
+func mountProblem(s string) string {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil || u.Scheme != "nfs" || u.Opaque != "":
+		return `expected "nfs://host/path"`
+	case u.User != nil || u.Port() != "" || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
+		return "only a host and a path are allowed (no user, port, query or fragment)"
+	case !hostNameRE.MatchString(u.Hostname()):
+		return "has no valid host name"
+	case !strings.HasPrefix(u.Path, "/") || path.Clean(u.Path) != u.Path || strings.ContainsAny(u.Path, ", \t\n"):
+		return "needs a clean absolute path"
+	}
+	return ""
+}
+
+// unknownKey describes a key pgo does not know, with the closest known key when there is a plausible one.
+func unknownKey(key string, line int, known []string) string {
+	msg := fmt.Sprintf("unknown key %q at line %d", key, line)
+	if guess := closestKey(key, known); guess != "" {
+		msg += fmt.Sprintf("; did you mean %q?", guess)
+	}
+	return msg
+}
+
+// closestKey returns the known key the user most likely meant, or "": one a
+// few edits away, or one that the key abbreviates or extends ("repo", "url").
+func closestKey(key string, known []string) string {
+	k := strings.ToLower(strings.ReplaceAll(key, "-", "_"))
+	best, bestScore, bestDist := "", 1<<30, 1<<30
+	for _, cand := range known {
+		dist := editDistance(k, cand)
+		score := dist
+		if len(k) >= 3 && (strings.HasPrefix(cand, k) || strings.HasPrefix(k, cand) || strings.Contains(cand, k)) {
+			score = min(score, 1)
+		}
+		if score <= max(1, len(cand)/3) && (score < bestScore || score == bestScore && dist < bestDist) {
+			best, bestScore, bestDist = cand, score, dist
+		}
+	}
+	return best
+}
+
+// editDistance is the optimal string alignment distance: insertions,
+// deletions, substitutions and transpositions of neighbours each cost 1.
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	d := make([][]int, len(ra)+1)
+	for i := range d {
+		d[i] = make([]int, len(rb)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(ra)][len(rb)]
 }

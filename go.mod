@@ -2,6 +2,9 @@ module pgo
 
 go 1.26.8
 
-require golang.org/x/crypto v0.59.0
+require (
+	golang.org/x/crypto v0.59.0
+	gopkg.in/yaml.v3 v3.0.1
+)
 
 require golang.org/x/sys v0.50.0 // indirect

@@ -71,9 +71,6 @@ func unauthorized(format string, a ...any) error {
 	return &requestError{kind: "Unauthorized", msg: fmt.Sprintf(format, a...)}
 }
 
-// serviceNameRE is the pgo.toml rule for service names (safe as a directory and a compose project name).
-var serviceNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
-
 // composeServiceRE is what compose allows as a service name inside a project.
 var composeServiceRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
@@ -369,10 +366,10 @@ func checkPSStatus(s string) error {
 	return fmt.Errorf("%q is not a container status", s)
 }
 
-var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(=.*)?$`)
+var execEnvRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(=.*)?$`)
 
 func checkEnv(s string) error {
-	if !envNameRE.MatchString(s) || strings.ContainsRune(s, 0) {
+	if !execEnvRE.MatchString(s) || strings.ContainsRune(s, 0) {
 		return fmt.Errorf("%q is not NAME=VALUE", s)
 	}
 	return nil

@@ -425,7 +425,14 @@ func (w *worker) deploy(ctx context.Context, out io.Writer) error {
 	if err := w.acquireSlot(ctx); err != nil {
 		return err
 	}
-	defer w.releaseSlot()
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			w.releaseSlot()
+		}
+	}
+	defer release()
 	w.update(func(s *savedState) { s.LastDeploy = time.Now() })
 
 	if v := recheckPaths(project, w.renderRequest(w.checkout)); len(v) > 0 && w.svc.User != "root" {
@@ -444,6 +451,7 @@ func (w *worker) deploy(ctx context.Context, out io.Writer) error {
 	w.d.metrics.deploy(w.svc.Name, resultOK)
 	w.say(out, "deployed %s (%d services changed)", short(commit), changedServices(deployed, project))
 	w.d.reloadCaddy(w)
+	release() // repair takes a slot of its own
 	return w.repair(ctx, out)
 }
 

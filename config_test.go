@@ -1,0 +1,337 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestLoadConfigReference(t *testing.T) {
+	cfg, err := loadConfig("testdata/config/reference.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []*Service{{
+		Name:       "pgo",
+		User:       "miek",
+		Repository: "https://oauth2:glpat-Xy3kQ9vLm2TzRw8pNc4B@gitlab.science.ru.nl/cncz/pgo.git",
+		Branch:     "main",
+		Registries: []string{"user:dckr_pat_7hG2kLmN9pQrS4tUvW@registry.science.ru.nl"},
+		Compose:    "compose.yaml",
+		Env:        []string{"MYENV=bla", "OTHERENV=bliep"},
+		URLs:       map[string]string{"pgo.science.ru.nl": "pgo:5007"},
+		Networks:   []string{"reverseproxy"},
+		Line:       3,
+	}}
+	if !reflect.DeepEqual(cfg.Services, want) {
+		t.Errorf("services:\n got %+v\nwant %+v", cfg.Services[0], want[0])
+	}
+	if cfg.Path != "testdata/config/reference.toml" {
+		t.Errorf("Path = %q", cfg.Path)
+	}
+}
+
+func TestLoadConfigEveryKey(t *testing.T) {
+	cfg, err := loadConfig("testdata/config/full.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []*Service{{
+		Name:       "caddy",
+		User:       "root",
+		Repository: "git@gitlab.science.ru.nl:cncz/pgo-caddy.git",
+		Branch:     "main",
+		Ports:      []string{"80", "443"},
+		Import:     "caddy/Caddyfile-import",
+		Reload:     "localhost:caddy//exec caddy caddy reload --config /etc/caddy/Caddyfile --adapter caddyfile",
+		Line:       3,
+	}, {
+		Name:          "web",
+		User:          "web",
+		Repository:    "https://ghp_8sHj2KdLq0wErTy6UiOp@github.com/example/web",
+		Branch:        "production",
+		Registries:    []string{"9fT4xQ2wLp7vB3nM@ghcr.io", "robot$ci:Zk8Wq3Rt6Yu1Io4P@registry.example.org:5000"},
+		Compose:       "deploy/compose.yaml",
+		Env:           []string{"DATABASE_URL=postgres://web:s3cr3t-pw@db/web", "LOG_LEVEL=info"},
+		URLs:          map[string]string{"example.org": "frontend:8080", "www.example.org": "frontend:8080", "api.example.org": "api:3000"},
+		Networks:      []string{"reverseproxy"},
+		Mount:         "nfs://nfs.example.org/export/web",
+		WebhookSecret: "e1f0c3b2a9d8e7f6a5b4c3d2",
+		Line:          11,
+	}}
+	if len(cfg.Services) != len(want) {
+		t.Fatalf("got %d services, want %d", len(cfg.Services), len(want))
+	}
+	for i := range want {
+		if !reflect.DeepEqual(cfg.Services[i], want[i]) {
+			t.Errorf("service %d:\n got %+v\nwant %+v", i, cfg.Services[i], want[i])
+		}
+	}
+	logins := cfg.Services[1].registryLogins()
+	wantLogins := []registryLogin{{User: "web", Token: "9fT4xQ2wLp7vB3nM", Host: "ghcr.io"}, {User: "robot$ci", Token: "Zk8Wq3Rt6Yu1Io4P", Host: "registry.example.org:5000"}}
+	if !reflect.DeepEqual(logins, wantLogins) {
+		t.Errorf("registryLogins = %+v, want %+v", logins, wantLogins)
+	}
+}
+
+func TestLoadConfigMissingFile(t *testing.T) {
+	_, err := loadConfig(filepath.Join(t.TempDir(), "pgo.toml"))
+	if err == nil || !os.IsNotExist(err) {
+		t.Errorf("loadConfig of a missing file: %v, want a not-exist error", err)
+	}
+}
+
+func TestParseConfigValid(t *testing.T) {
+	tests := []struct {
+		name string
+		doc  string
+		want []*Service
+	}{
+		{"empty config", "# nothing yet\n", nil},
+		{"branch defaults to main", "[[services]]\nname = \"a\"\nuser = \"u\"\nrepository = \"/srv/git/a.git\"\n",
+			[]*Service{{Name: "a", User: "u", Repository: "/srv/git/a.git", Branch: "main", Line: 1}}},
+		{"inline array of tables", "services = [\n  { name = \"a\", user = \"u\", repository = \"file:///srv/a\" },\n]\n",
+			[]*Service{{Name: "a", User: "u", Repository: "file:///srv/a", Branch: "main", Line: 2}}},
+		{"integer ports", "[[services]]\nname = \"a\"\nuser = \"u\"\nrepository = \"ssh://git@example.org:2222/a.git\"\nports = [ 80, \"8080\" ]\n",
+			[]*Service{{Name: "a", User: "u", Repository: "ssh://git@example.org:2222/a.git", Branch: "main", Ports: []string{"80", "8080"}, Line: 1}}},
+		{"env value may hold = and be empty", "[[services]]\nname = \"a-1_b\"\nuser = \"u\"\nrepository = \"https://example.org/a\"\nenv = [ \"A=b=c\", \"EMPTY=\" ]\n",
+			[]*Service{{Name: "a-1_b", User: "u", Repository: "https://example.org/a", Branch: "main", Env: []string{"A=b=c", "EMPTY="}, Line: 1}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := parseConfig("pgo.toml", []byte(tc.doc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(cfg.Services, tc.want) {
+				t.Errorf("services:\n got %+v\nwant %+v", cfg.Services, tc.want)
+			}
+		})
+	}
+}
+
+// TestParseConfigErrors checks the messages a user sees, line by line, in file order.
+func TestParseConfigErrors(t *testing.T) {
+	const head = "[[services]]\nname = \"web\"\nuser = \"web\"\nrepository = \"https://example.org/web\"\n"
+	tests := []struct {
+		name string
+		doc  string
+		want []string
+	}{
+		{"unknown key with suggestion", "[[services]]\nname = \"web\"\nuser = \"web\"\nrepo = \"https://example.org/web\"\n", []string{
+			`pgo.toml:1: service "web": repository is required`,
+			`pgo.toml:4: service "web": unknown key "repo" at line 4; did you mean "repository"?`,
+		}},
+		{"unknown keys, near and far", head + "brnach = \"x\"\nenvironment = []\nregistry = []\nWebhook-Secret = \"x\"\ncolour = 1\n", []string{
+			`pgo.toml:5: service "web": unknown key "brnach" at line 5; did you mean "branch"?`,
+			`pgo.toml:6: service "web": unknown key "environment" at line 6; did you mean "env"?`,
+			`pgo.toml:7: service "web": unknown key "registry" at line 7; did you mean "registries"?`,
+			`pgo.toml:8: service "web": unknown key "Webhook-Secret" at line 8; did you mean "webhook_secret"?`,
+			`pgo.toml:9: service "web": unknown key "colour" at line 9`,
+		}},
+		{"unknown top-level key", "[service]\nname = \"x\"\n", []string{
+			`pgo.toml:1: unknown key "service" at line 1; did you mean "services"?`,
+		}},
+		{"services not tables", "services = [ 1 ]\n", []string{`pgo.toml:1: services[0] must be a table, not an integer`}},
+		{"services not an array", "services = \"web\"\n", []string{`pgo.toml:1: services must be an array of tables ([[services]]), not a string`}},
+		{"required keys", "[[services]]\n\n[[services]]\nname = \"b\"\n", []string{
+			`pgo.toml:1: service #1: name is required`,
+			`pgo.toml:1: service #1: user is required`,
+			`pgo.toml:1: service #1: repository is required`,
+			`pgo.toml:3: service "b": user is required`,
+			`pgo.toml:3: service "b": repository is required`,
+		}},
+		{"wrong types", "[[services]]\nname = 1\nuser = [\"u\"]\nrepository = true\nbranch = {}\nenv = \"A=1\"\nurls = []\nports = \"80\"\n", []string{
+			`pgo.toml:2: service #1: name must be a string, not an integer`,
+			`pgo.toml:3: service #1: user must be a string, not an array`,
+			`pgo.toml:4: service #1: repository must be a string, not a boolean`,
+			`pgo.toml:5: service #1: branch must be a string, not a table`,
+			`pgo.toml:6: service #1: env must be an array of strings, not a string`,
+			`pgo.toml:7: service #1: urls must be a table of "host" = "service:port", not an array`,
+			`pgo.toml:8: service #1: ports must be an array of port numbers, e.g. [ "80", "443" ], not a string`,
+		}},
+		{"names", "[[services]]\nname = \"Web\"\nuser = \"u\"\nrepository = \"/r\"\n[[services]]\nname = \"-web\"\nuser = \"u\"\nrepository = \"/r\"\n[[services]]\nname = \"" + strings.Repeat("a", 64) + "\"\nuser = \"u\"\nrepository = \"/r\"\n[[services]]\nname = \"../etc\"\nuser = \"u\"\nrepository = \"/r\"\n", []string{
+			`pgo.toml:2: service "Web": name "Web" is not allowed: use at most 63 lowercase letters, digits, "-" and "_", starting with a letter or digit`,
+			`pgo.toml:6: service "-web": name "-web" is not allowed: use at most 63 lowercase letters, digits, "-" and "_", starting with a letter or digit`,
+			`pgo.toml:10: service "` + strings.Repeat("a", 64) + `": name "` + strings.Repeat("a", 64) + `" is not allowed: use at most 63 lowercase letters, digits, "-" and "_", starting with a letter or digit`,
+			`pgo.toml:14: service "../etc": name "../etc" is not allowed: use at most 63 lowercase letters, digits, "-" and "_", starting with a letter or digit`,
+		}},
+		{"duplicate names", head + "\n" + head + "\n" + head, []string{
+			`pgo.toml:6: service "web": name is already used by the service at line 1`,
+			`pgo.toml:11: service "web": name is already used by the service at line 1`,
+		}},
+		{"user names", "[[services]]\nname = \"a\"\nuser = \"1000\"\nrepository = \"/r\"\n[[services]]\nname = \"b\"\nuser = \"a b\"\nrepository = \"/r\"\n", []string{
+			`pgo.toml:3: service "a": user "1000" is not a valid Unix user name`,
+			`pgo.toml:7: service "b": user "a b" is not a valid Unix user name`,
+		}},
+		{"repositories", "[[services]]\nname = \"a\"\nuser = \"u\"\nrepository = \"ext::sh -c touch% /tmp/pwned\"\n" +
+			"[[services]]\nname = \"b\"\nuser = \"u\"\nrepository = \"--upload-pack=touch /tmp/x\"\n" +
+			"[[services]]\nname = \"c\"\nuser = \"u\"\nrepository = \"relative/path\"\n" +
+			"[[services]]\nname = \"d\"\nuser = \"u\"\nrepository = \"ftp://example.org/x\"\n" +
+			"[[services]]\nname = \"e\"\nuser = \"u\"\nrepository = \"https//oauth2:TOKEN1234@gitlab.example.org/x\"\n" +
+			"[[services]]\nname = \"f\"\nuser = \"u\"\nrepository = \"https://oauth2:TOKEN1234@gitlab.example.org:port/x\"\n" +
+			"[[services]]\nname = \"g\"\nuser = \"u\"\nrepository = \"\"\n", []string{
+			`pgo.toml:4: service "a": repository must not use a git transport ("transport::address")`,
+			`pgo.toml:8: service "b": repository must not start with "-"`,
+			`pgo.toml:12: service "c": repository must be a URL (https://, ssh://, git://, file://), user@host:path, or an absolute path`,
+			`pgo.toml:16: service "d": repository scheme "ftp" is not supported (use https, http, ssh, git or file)`,
+			`pgo.toml:20: service "e": repository must be a URL (https://, ssh://, git://, file://), user@host:path, or an absolute path`,
+			`pgo.toml:24: service "f": repository is not a valid URL`,
+			`pgo.toml:28: service "g": repository must not be empty`,
+		}},
+		{"branches", head + "branch = \"-f\"\n" + strings.Replace(head, "web", "b", 1) + "branch = \"a b\"\n" + strings.Replace(head, "web", "c", 1) + "branch = \"x.lock\"\n", []string{
+			`pgo.toml:5: service "web": branch "-f" is not a valid git branch name`,
+			`pgo.toml:10: service "b": branch "a b" is not a valid git branch name`,
+			`pgo.toml:15: service "c": branch "x.lock" is not a valid git branch name`,
+		}},
+		{"registries never quoted", head + "registries = [\n  \"token-without-host\",\n  \":tok@host\",\n  \"user:tok@\",\n  \"user:@host\",\n  \"ok@ghcr.io\",\n  42,\n]\n", []string{
+			`pgo.toml:6: service "web": registries[0]: expected "[user:]token@host"`,
+			`pgo.toml:7: service "web": registries[1]: expected "[user:]token@host"`,
+			`pgo.toml:8: service "web": registries[2]: expected "[user:]token@host"`,
+			`pgo.toml:9: service "web": registries[3]: expected "[user:]token@host"`,
+			`pgo.toml:11: service "web": registries[5] must be a string, not an integer`,
+		}},
+		{"compose and import paths", head + "compose = \"../compose.yaml\"\nimport = \"/etc/caddy/import\"\n" + strings.Replace(head, "web", "b", 1) + "compose = \"./compose.yaml\"\nimport = \"a/../../b\"\n" + strings.Replace(head, "web", "c", 1) + "compose = \"\"\nimport = \"caddy/\"\n", []string{
+			`pgo.toml:5: service "web": compose "../compose.yaml" must stay inside the repository (no ".." component)`,
+			`pgo.toml:6: service "web": import "/etc/caddy/import" must be relative to the repository, not absolute`,
+			`pgo.toml:11: service "b": compose "./compose.yaml" is not a clean path; write "compose.yaml"`,
+			`pgo.toml:12: service "b": import "a/../../b" must stay inside the repository (no ".." component)`,
+			`pgo.toml:17: service "c": compose "" must name a file in the repository`,
+			`pgo.toml:18: service "c": import "caddy/" is not a clean path; write "caddy"`,
+		}},
+		{"env", head + "env = [\n  \"1BAD=secret1\",\n  \"NOEQUALSsecret\",\n  \"OK=1\",\n  \"OK=2\",\n  \"=x\",\n  \"A B=x\",\n]\n", []string{
+			`pgo.toml:6: service "web": env[0]: "1BAD" is not a valid environment variable name`,
+			`pgo.toml:7: service "web": env[1]: expected "NAME=VALUE"`,
+			`pgo.toml:9: service "web": env[3]: OK is set twice`,
+			`pgo.toml:10: service "web": env[4]: "" is not a valid environment variable name`,
+			`pgo.toml:11: service "web": env[5]: "A B" is not a valid environment variable name`,
+		}},
+		{"urls", head + "urls = { \"example.org\" = \"frontend\", \"bad host\" = \"web:80\", \"x.org\" = \"web:70000\", \"y.org\" = 80, \"*.z.org\" = \"web:80\" }\n", []string{
+			`pgo.toml:5: service "web": urls "example.org": "frontend" is not "service:port"`,
+			`pgo.toml:5: service "web": urls: "bad host" is not a host name`,
+			`pgo.toml:5: service "web": urls "x.org": "web:70000" is not "service:port"`,
+			`pgo.toml:5: service "web": urls "y.org" must be a string, not an integer`,
+		}},
+		{"urls routed twice", head + "urls = { \"example.org\" = \"web:80\" }\n" + strings.Replace(head, "web", "b", 1) + "[services.urls]\n\"Example.org\" = \"web:80\"\n", []string{
+			`pgo.toml:6: service "b": urls: "Example.org" is already routed by service "web" (line 1)`,
+		}},
+		{"networks", head + "networks = [ \"ok\", \"-bad\", \"a b\" ]\n", []string{
+			`pgo.toml:5: service "web": networks[1]: "-bad" is not a valid network name`,
+			`pgo.toml:5: service "web": networks[2]: "a b" is not a valid network name`,
+		}},
+		{"reload", head + "reload = \"localhost:caddy//restart\"\n" + strings.Replace(head, "web", "b", 1) + "reload = \"caddy//exec caddy caddy reload\"\n" + strings.Replace(head, "web", "c", 1) + "reload = \"localhost:caddy//exec caddy\"\n", []string{
+			`pgo.toml:5: service "web": reload "localhost:caddy//restart": expected "host:name//exec SERVICE COMMAND..."`,
+			`pgo.toml:10: service "b": reload "caddy//exec caddy caddy reload": expected "host:name//exec SERVICE COMMAND..."`,
+			`pgo.toml:15: service "c": reload "localhost:caddy//exec caddy": expected "host:name//exec SERVICE COMMAND..."`,
+		}},
+		{"mount", head + "mount = \"smb://server/share\"\n" + strings.Replace(head, "web", "b", 1) + "mount = \"nfs://u:pw123456@server/share\"\n" + strings.Replace(head, "web", "c", 1) + "mount = \"nfs://server/a/../b\"\n" + strings.Replace(head, "web", "d", 1) + "mount = \"nfs://server\"\n", []string{
+			`pgo.toml:5: service "web": mount "smb://server/share": expected "nfs://host/path"`,
+			`pgo.toml:10: service "b": mount "nfs://u:***@server/share": only a host and a path are allowed (no user, port, query or fragment)`,
+			`pgo.toml:15: service "c": mount "nfs://server/a/../b": needs a clean absolute path`,
+			`pgo.toml:20: service "d": mount "nfs://server": needs a clean absolute path`,
+		}},
+		{"ports", head + "ports = [ \"80\", 443, \"0\", \"080\", \"80\", true, 65536, \"+1\" ]\n", []string{
+			`pgo.toml:5: service "web": ports[2]: "0" is not a port number (1-65535)`,
+			`pgo.toml:5: service "web": ports[3]: "080" is not a port number (1-65535)`,
+			`pgo.toml:5: service "web": ports[4]: 80 is listed twice`,
+			`pgo.toml:5: service "web": ports[5] must be a port number, not a boolean`,
+			`pgo.toml:5: service "web": ports[6]: "65536" is not a port number (1-65535)`,
+			`pgo.toml:5: service "web": ports[7]: "+1" is not a port number (1-65535)`,
+		}},
+		{"webhook secret", head + "webhook_secret = \"short\"\n", []string{
+			`pgo.toml:5: service "web": webhook_secret is too short: use at least 16 characters (e.g. openssl rand -hex 32)`,
+		}},
+		{"NUL in a string", head + "compose = \"a\\u0000b\"\n", []string{
+			`pgo.toml:5: service "web": compose must not contain a NUL character`,
+		}},
+		{"invalid TOML", head + "branch = \"main\"\nbranch = \"dev\"\n", []string{
+			`pgo.toml:6: invalid TOML: duplicate key "branch" (first defined at line 5) at line 6, column 1`,
+		}},
+		{"unsupported TOML", head + "timeout = 1.5\n", []string{
+			`pgo.toml:5: unsupported TOML: floating-point value at line 5, column 11`,
+		}},
+		{"dotted key", head + "urls.\"example.org\" = \"web:80\"\n", []string{
+			`pgo.toml:5: unsupported TOML: dotted key "urls" at line 5, column 5`,
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := parseConfig("pgo.toml", []byte(tc.doc))
+			if err == nil {
+				t.Fatalf("parseConfig accepted it: %+v", cfg.Services)
+			}
+			if got := strings.Split(err.Error(), "\n"); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("errors:\n%s\nwant:\n%s", err, strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}
+
+// TestParseConfigErrorsHideSecrets feeds configs with a secret in every place
+// an error could point at; no message may show it.
+func TestParseConfigErrorsHideSecrets(t *testing.T) {
+	const secret = "S3CRET-t0ken-value"
+	docs := []string{
+		"[[services]]\nname = \"a\"\nuser = \"u\"\nrepository = \"https://oauth2:" + secret + "@gitlab.example.org:bad/x\"\n",
+		"[[services]]\nname = \"a\"\nuser = \"u\"\nrepository = \"https//oauth2:" + secret + "@gitlab.example.org/x\"\n",
+		"[[services]]\nname = \"a\"\nuser = \"u\"\nrepository = \"gopher://" + secret + "@example.org/x\"\n",
+		"[[services]]\nname = \"a\"\nuser = \"u\"\nrepository = \"/r\"\nregistries = [ \"user:" + secret + "\" ]\n",
+		"[[services]]\nname = \"a\"\nuser = \"u\"\nrepository = \"/r\"\nregistries = [ \"" + secret + "@bad host\" ]\n",
+		"[[services]]\nname = \"a\"\nuser = \"u\"\nrepository = \"/r\"\nenv = [ \"" + secret + "\" ]\n",
+		"[[services]]\nname = \"a\"\nuser = \"u\"\nrepository = \"/r\"\nwebhook_secret = 42\nwebhook_secret2 = \"" + secret + "\"\n",
+		"[[services]]\nname = \"a\"\nuser = \"u\"\nrepository = \"/r\"\nmount = \"nfs://user:" + secret + "@host/x\"\n",
+		"[[services]]\nname = \"a\"\nuser = \"u\"\nrepository = \"/r\"\nenv = [ \"A=" + secret + "\\q\" ]\n",
+		"[[services]]\nname = \"a\"\nuser = \"u\"\nrepository = \"/r\"\nwebhook_secret = " + secret + "\n",
+	}
+	for _, doc := range docs {
+		_, err := parseConfig("pgo.toml", []byte(doc))
+		if err == nil {
+			t.Errorf("parseConfig accepted %q", doc)
+			continue
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("error shows the secret: %v", err)
+		}
+	}
+}
+
+func TestClosestKey(t *testing.T) {
+	tests := map[string]string{
+		"repo": "repository", "Name": "name", "usr": "user", "branches": "branch", "url": "urls",
+		"network": "networks", "port": "ports", "mnt": "", "secret": "webhook_secret", "webhook": "webhook_secret",
+		"composefile": "compose", "zzz": "", "x": "", "imports": "import", "reloads": "reload", "regsitries": "registries",
+	}
+	for key, want := range tests {
+		if got := closestKey(key, serviceKeys); got != want {
+			t.Errorf("closestKey(%q) = %q, want %q", key, got, want)
+		}
+	}
+}
+
+func TestParseRegistry(t *testing.T) {
+	tests := []struct {
+		in   string
+		want registryLogin
+		ok   bool
+	}{
+		{"tok@ghcr.io", registryLogin{Token: "tok", Host: "ghcr.io"}, true},
+		{"user:tok@registry.example.org:5000", registryLogin{User: "user", Token: "tok", Host: "registry.example.org:5000"}, true},
+		{"user:t:o@k@localhost", registryLogin{User: "user", Token: "t:o@k", Host: "localhost"}, true},
+		{"tok", registryLogin{}, false},
+		{"@host", registryLogin{}, false},
+		{"user:@host", registryLogin{}, false},
+		{":tok@host", registryLogin{}, false},
+		{"tok@", registryLogin{}, false},
+		{"tok@host/path", registryLogin{}, false},
+		{"us er:tok@host", registryLogin{}, false},
+		{"user:to\nk@host", registryLogin{}, false},
+	}
+	for _, tc := range tests {
+		got, ok := parseRegistry(tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("parseRegistry(%q) = %+v, %v; want %+v, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
