@@ -76,5 +76,7 @@ func (b *bench) saveProfile(d *daemon, path, file string) {
 func (b *bench) heapProfile(d *daemon) {
 	if b.o.profile {
 		b.saveProfile(d, "/debug/pprof/heap", "idle.heap.pprof")
+		// The text form ends with runtime.MemStats: where the RSS goes.
+		b.saveProfile(d, "/debug/pprof/heap?debug=1", "idle.heap.txt")
 	}
 }
