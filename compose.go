@@ -76,7 +76,14 @@ func (w *worker) containers(ctx context.Context, project []byte) ([]psEntry, err
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("compose ps: %s", lastLines(strings.TrimSpace(stderr.String()), 3))
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		msg := lastLines(strings.TrimSpace(stderr.String()), 3)
+		if msg == "" {
+			msg = err.Error()
+		}
+		return nil, fmt.Errorf("compose ps: %s", msg)
 	}
 	return parsePS(stdout.Bytes())
 }
@@ -91,7 +98,7 @@ func parsePS(out []byte) ([]psEntry, error) {
 		return entries, err
 	}
 	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
+	sc.Buffer(nil, 4<<20) // a line per container; grows only for huge label sets
 	for sc.Scan() {
 		line := bytes.TrimSpace(sc.Bytes())
 		if len(line) == 0 {

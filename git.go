@@ -154,7 +154,9 @@ func (r *repo) checkout(ctx context.Context, commit string) error {
 // stage checks commit out into a separate worktree at dir, so a commit can be
 // rendered and judged without touching the live checkout.
 func (r *repo) stage(ctx context.Context, dir, commit string) error {
-	r.unstage(ctx, dir)
+	if _, err := os.Stat(dir); err == nil {
+		r.unstage(ctx, dir) // left by a crash
+	}
 	_, err := r.git(ctx, "-C", r.dir, "worktree", "add", "--quiet", "--force", "--detach", dir, commit)
 	return err
 }

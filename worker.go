@@ -106,6 +106,9 @@ func (w *worker) restore() error {
 func (w *worker) run(ctx context.Context) {
 	defer close(w.done)
 	backoff := time.Second
+	// After the first sync every service waits a random part of the
+	// interval, so that services started together do not poll together.
+	first := true
 	for {
 		err := w.serialize(ctx, func() error {
 			sctx, cancel := context.WithTimeout(ctx, syncTimeout)
@@ -116,6 +119,9 @@ func (w *worker) run(ctx context.Context) {
 			return
 		}
 		next := jitter(w.d.flags.duration)
+		if first {
+			next, first = time.Duration(rand.Int64N(int64(w.d.flags.duration))), false
+		}
 		if err != nil && !w.prepared {
 			// The first clone and the NFS mount are retried quickly and then
 			// less often, never given up; nothing deploys meanwhile.
@@ -182,6 +188,14 @@ func (w *worker) update(f func(*savedState)) {
 	}
 }
 
+// touch records a successful look upstream. It is not written to disk by
+// itself: an idle poll of hundreds of services should not fsync each time.
+func (w *worker) touch(upstream string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.st.Upstream, w.st.LastSync = upstream, time.Now()
+}
+
 func (w *worker) snapshot() (savedState, []byte, []byte) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -201,7 +215,7 @@ func (w *worker) sync(ctx context.Context, out io.Writer, force bool) error {
 	if err != nil {
 		return w.failSync(out, err)
 	}
-	w.update(func(s *savedState) { s.Upstream, s.LastSync = upstream, time.Now() })
+	w.touch(upstream)
 	st, _, validated := w.snapshot()
 
 	switch {
@@ -230,6 +244,9 @@ func (w *worker) debugOrSay(out io.Writer, loud bool, format string, args ...any
 }
 
 func (w *worker) failSync(out io.Writer, err error) error {
+	if errors.Is(err, context.Canceled) {
+		return err // pgod is stopping or the client left; not the service's fault
+	}
 	msg := redact(err.Error(), w.secrets)
 	w.update(func(s *savedState) { s.LastError = msg })
 	w.log.Warn(msg)
@@ -253,8 +270,15 @@ func (w *worker) prepare(ctx context.Context) error {
 		return fmt.Errorf("git config: %w", err)
 	}
 	if !w.repo.cloned() {
+		// Clones take a slot too: a cold start of hundreds of services
+		// should not run hundreds of clones at once.
+		if err := w.acquireSlot(ctx); err != nil {
+			return err
+		}
 		w.log.Info("cloning " + w.svc.RedactedRepository())
-		if err := w.repo.clone(ctx); err != nil {
+		err := w.repo.clone(ctx)
+		w.releaseSlot()
+		if err != nil {
 			return err
 		}
 	}
@@ -294,8 +318,16 @@ func (w *worker) accept(ctx context.Context, out io.Writer, commit string) error
 			return err
 		}
 	}
+	_, deployed, _ := w.snapshot()
 	stage := filepath.Join(w.checkout, ".git", "pgo-stage")
-	if err := w.repo.stage(ctx, stage, commit); err != nil {
+	if deployed == nil {
+		// Nothing runs yet, so there is nothing a rejected commit could
+		// disturb: judge it in the checkout itself and skip the staging copy.
+		stage = w.checkout
+		if err := w.repo.checkout(ctx, commit); err != nil {
+			return err
+		}
+	} else if err := w.repo.stage(ctx, stage, commit); err != nil {
 		return err
 	}
 	staged, violations, err := renderProject(ctx, w.renderRequest(stage))
@@ -306,16 +338,23 @@ func (w *worker) accept(ctx context.Context, out io.Writer, commit string) error
 		// Images come before the checkout moves: a failed pull changes nothing.
 		err = w.pull(ctx, out, commit, staged, stage)
 	}
-	w.repo.unstage(ctx, stage)
+	if stage != w.checkout {
+		w.repo.unstage(ctx, stage)
+	}
 	if err != nil {
 		return err
 	}
-	if err := w.repo.checkout(ctx, commit); err != nil {
-		return err
-	}
-	project, violations, err := renderProject(ctx, w.renderRequest(w.checkout))
-	if err == nil && w.refuse(out, commit, violations) {
-		err = errRejected
+	project := staged
+	if stage != w.checkout {
+		// The rendered project names host paths in the checkout, so render
+		// it again from there, and judge that: it is what will run.
+		if err := w.repo.checkout(ctx, commit); err != nil {
+			return err
+		}
+		project, violations, err = renderProject(ctx, w.renderRequest(w.checkout))
+		if err == nil && w.refuse(out, commit, violations) {
+			err = errRejected
+		}
 	}
 	if err != nil {
 		if head != "" {
