@@ -130,6 +130,34 @@ func TestE2ESSHOps(t *testing.T) {
 			return len(strings.TrimSpace(string(out))) == 0
 		})
 	})
+	t.Run("stop start restart pull check", func(t *testing.T) {
+		id := containerID(t, a+"-web-1")
+		for _, op := range []string{"stop", "start", "restart", "pull", "check", "load"} {
+			out, errOut, code := d.ctl(t, team, a+"//"+op)
+			if code != 0 {
+				t.Fatalf("%s: code %d out %q err %q", op, code, out, errOut)
+			}
+		}
+		if got := containerID(t, a+"-web-1"); got != id {
+			t.Errorf("stop/start/restart replaced the container")
+		}
+		pageIs(t, a, "ops", 20*time.Second)
+		out, _, _ := d.ctl(t, team, a+"//check")
+		if !strings.Contains(out, "ok") {
+			t.Errorf("check of a clean checkout said %q", out)
+		}
+	})
+	t.Run("git pull", func(t *testing.T) {
+		next := upA.commit(t, map[string]string{"compose.yaml": webCompose("pulled")})
+		out, errOut, code := d.ctl(t, team, a+"//git", "pull")
+		if code != 0 || !strings.Contains(out+errOut, short(next)) {
+			t.Fatalf("git pull: code %d out %q err %q", code, out, errOut)
+		}
+		pageIs(t, a, "pulled", 20*time.Second)
+		upA.commit(t, map[string]string{"compose.yaml": webCompose("ops")})
+		d.ctl(t, team, a+"//git", "pull")
+		pageIs(t, a, "ops", 20*time.Second)
+	})
 	t.Run("down and up", func(t *testing.T) {
 		if _, errOut, code := d.ctl(t, team, a+"//down"); code != 0 {
 			t.Fatalf("down: %d %s", code, errOut)
