@@ -240,6 +240,23 @@ func (a *argSpec) lookup(name string) *flagSpec {
 	return nil
 }
 
+// addValued adds a flag that takes a value: the one written with it
+// ("--tail=5", "-n5") when inline, or else the next argument, which *i then skips.
+func (p *parsedArgs) addValued(name, value string, inline bool, spec *flagSpec, args []string, i *int) error {
+	if !inline {
+		if *i+1 >= len(args) {
+			return badRequest("flag %q needs a value", name)
+		}
+		*i++
+		value = args[*i]
+	}
+	if err := spec.check(value); err != nil {
+		return badRequest("flag %q: %v", name, err)
+	}
+	p.flags = append(p.flags, parsedFlag{name: spec.names[0], value: value, spec: spec})
+	return nil
+}
+
 // parse checks args against the allow-list. It stops at the first positional
 // argument when stopAtPositional is set (exec: what follows is the command).
 func (a *argSpec) parse(op string, args []string, stopAtPositional bool) (parsedArgs, error) {
@@ -263,17 +280,9 @@ func (a *argSpec) parse(op string, args []string, stopAtPositional bool) (parsed
 				p.flags = append(p.flags, parsedFlag{name: spec.names[0], spec: spec})
 				continue
 			}
-			if !hasValue {
-				if i+1 >= len(args) {
-					return p, badRequest("flag %q needs a value", name)
-				}
-				i++
-				value = args[i]
+			if err := p.addValued(name, value, hasValue, spec, args, &i); err != nil {
+				return p, err
 			}
-			if err := spec.check(value); err != nil {
-				return p, badRequest("flag %q: %v", name, err)
-			}
-			p.flags = append(p.flags, parsedFlag{name: spec.names[0], value: value, spec: spec})
 		case strings.HasPrefix(arg, "-") && len(arg) > 1:
 			// A cluster of short flags, "-ft"; a flag with a value takes the
 			// rest of the cluster or the next argument ("-n10", "-n 10").
@@ -287,18 +296,9 @@ func (a *argSpec) parse(op string, args []string, stopAtPositional bool) (parsed
 					p.flags = append(p.flags, parsedFlag{name: spec.names[0], spec: spec})
 					continue
 				}
-				value := arg[j+1:]
-				if value == "" {
-					if i+1 >= len(args) {
-						return p, badRequest("flag %q needs a value", name)
-					}
-					i++
-					value = args[i]
+				if err := p.addValued(name, arg[j+1:], j+1 < len(arg), spec, args, &i); err != nil {
+					return p, err
 				}
-				if err := spec.check(value); err != nil {
-					return p, badRequest("flag %q: %v", name, err)
-				}
-				p.flags = append(p.flags, parsedFlag{name: spec.names[0], value: value, spec: spec})
 				break
 			}
 		default:

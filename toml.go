@@ -683,7 +683,8 @@ func (p *tomlParser) literalString() (string, error) {
 	}
 }
 
-// multiLineLiteralString parses ”'...”': no escapes; a newline right after the opening quotes is dropped.
+// multiLineLiteralString parses a literal string between three single quotes
+// on each side: no escapes; a newline right after the opening quotes is dropped.
 func (p *tomlParser) multiLineLiteralString() (string, error) {
 	line, col := p.line, p.col
 	p.advanceN(3)
