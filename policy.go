@@ -724,7 +724,11 @@ func (c *checker) checkPorts(path string, ports []any) {
 		}
 		for port := lo; port <= hi; port++ {
 			if !c.portAllowed(port) {
-				c.add(at, "host port %d is not allowed (pgo.toml ports: %s)", port, strings.Join(c.r.Service.Ports, ", "))
+				allowed := strings.Join(c.r.Service.Ports, ", ")
+				if allowed == "" {
+					allowed = "none"
+				}
+				c.add(at, "host port %d is not allowed (pgo.toml ports: %s)", port, allowed)
 				break
 			}
 		}
