@@ -132,7 +132,12 @@ func TestE2ESSHOps(t *testing.T) {
 	})
 	t.Run("stop start restart pull check", func(t *testing.T) {
 		id := containerID(t, a+"-web-1")
-		for _, op := range []string{"stop", "start", "restart", "pull", "check", "load"} {
+		// No registry is reachable here: pull must reach compose, which fails
+		// with its own message and status.
+		if _, errOut, code := d.ctl(t, team, a+"//pull"); code == 0 || !strings.Contains(errOut, "web Pulling") {
+			t.Fatalf("pull: code %d, err %q; want compose's own failure", code, errOut)
+		}
+		for _, op := range []string{"stop", "start", "restart", "check", "load"} {
 			out, errOut, code := d.ctl(t, team, a+"//"+op)
 			if code != 0 {
 				t.Fatalf("%s: code %d out %q err %q", op, code, out, errOut)
