@@ -145,6 +145,24 @@ func testWorker(t *testing.T, fake *fakeDocker, upstream string) (*worker, *byte
 	return w, &logs
 }
 
+// deployedWorker is a worker whose first commit, compose, is deployed, with
+// the calls of that deploy forgotten.
+func deployedWorker(t *testing.T, compose string) (*worker, *fakeDocker, *gitRepo, string) {
+	t.Helper()
+	fake := newFakeDocker(t)
+	g := newGitRepo(t)
+	first := g.push(t, compose)
+	w, logs := testWorker(t, fake, g.bare)
+	if err := w.sync(context.Background(), nil, false); err != nil {
+		t.Fatalf("first sync: %v\n%s", err, logs)
+	}
+	if st := w.status(); st.Deployed != first {
+		t.Fatalf("first commit not deployed: %+v\n%s", st, logs)
+	}
+	fake.verbs(t)
+	return w, fake, g, first
+}
+
 const goodCompose = "services:\n  web:\n    image: busybox:stable\n    command: [\"sleep\", \"1000\"]\n"
 
 func TestWorkerDeployOrder(t *testing.T) {
@@ -183,15 +201,8 @@ func TestWorkerDeployOrder(t *testing.T) {
 }
 
 func TestWorkerRejectedCommitChangesNothing(t *testing.T) {
-	fake := newFakeDocker(t)
-	g := newGitRepo(t)
-	first := g.push(t, goodCompose)
-	w, logs := testWorker(t, fake, g.bare)
+	w, fake, g, first := deployedWorker(t, goodCompose)
 	ctx := context.Background()
-	if err := w.sync(ctx, nil, false); err != nil {
-		t.Fatalf("first sync: %v\n%s", err, logs)
-	}
-	fake.verbs(t)
 	bad := g.push(t, "services:\n  web:\n    image: busybox:stable\n    privileged: true\n")
 	var out bytes.Buffer
 	w.sync(ctx, &out, false)
@@ -215,13 +226,8 @@ func TestWorkerRejectedCommitChangesNothing(t *testing.T) {
 }
 
 func TestWorkerFailedPullChangesNothing(t *testing.T) {
-	fake := newFakeDocker(t)
-	g := newGitRepo(t)
-	first := g.push(t, goodCompose)
-	w, _ := testWorker(t, fake, g.bare)
+	w, fake, g, first := deployedWorker(t, goodCompose)
 	ctx := context.Background()
-	w.sync(ctx, nil, false)
-	fake.verbs(t)
 
 	g.push(t, strings.Replace(goodCompose, "1000", "2000", 1))
 	fake.fail(t, "pull", true)
@@ -240,14 +246,9 @@ func TestWorkerFailedPullChangesNothing(t *testing.T) {
 }
 
 func TestWorkerFailedUpRollsBack(t *testing.T) {
-	fake := newFakeDocker(t)
-	g := newGitRepo(t)
-	first := g.push(t, goodCompose)
-	w, _ := testWorker(t, fake, g.bare)
+	w, fake, g, first := deployedWorker(t, goodCompose)
 	ctx := context.Background()
-	w.sync(ctx, nil, false)
 	_, good, _ := w.snapshot()
-	fake.verbs(t)
 
 	broken := g.push(t, strings.Replace(goodCompose, "1000", "3000", 1))
 	// The first up (the new commit) fails; the rollback's up succeeds.
@@ -280,16 +281,9 @@ func TestWorkerFailedUpRollsBack(t *testing.T) {
 }
 
 func TestWorkerReloadFalseWaitsForUp(t *testing.T) {
-	fake := newFakeDocker(t)
-	g := newGitRepo(t)
-	first := g.push(t, goodCompose+"x-pgo:\n  reload: false\n")
-	w, _ := testWorker(t, fake, g.bare)
+	// The first commit deploys although reload is false: nothing ran before.
+	w, fake, g, _ := deployedWorker(t, goodCompose+"x-pgo:\n  reload: false\n")
 	ctx := context.Background()
-	w.sync(ctx, nil, false)
-	if st := w.status(); st.Deployed != first {
-		t.Fatalf("first deploy with reload false did not happen: %+v", st)
-	}
-	fake.verbs(t)
 	second := g.push(t, strings.Replace(goodCompose, "1000", "4000", 1)+"x-pgo:\n  reload: false\n")
 	w.sync(ctx, nil, false)
 	if got := fake.verbs(t); strings.Contains(strings.Join(got, " "), "up") {
@@ -307,13 +301,8 @@ func TestWorkerReloadFalseWaitsForUp(t *testing.T) {
 }
 
 func TestWorkerStopMarker(t *testing.T) {
-	fake := newFakeDocker(t)
-	g := newGitRepo(t)
-	g.push(t, goodCompose)
-	w, _ := testWorker(t, fake, g.bare)
+	w, fake, _, _ := deployedWorker(t, goodCompose)
 	ctx := context.Background()
-	w.sync(ctx, nil, false)
-	fake.verbs(t)
 	os.WriteFile(filepath.Join(fake.dir, "ps.json"), []byte(`{"Name":"web-web-1","Service":"web","State":"running"}`+"\n"), 0o644)
 	os.WriteFile(w.stopFile, nil, 0o644)
 	w.sync(ctx, nil, false)
