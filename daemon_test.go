@@ -223,6 +223,13 @@ func TestWorkerRejectedCommitChangesNothing(t *testing.T) {
 	if string(data) != goodCompose {
 		t.Errorf("checkout's compose.yaml changed after a rejection:\n%s", data)
 	}
+
+	// A good commit after it deploys, and the old rejection leaves the status.
+	fixed := g.push(t, strings.Replace(goodCompose, "1000", "5000", 1))
+	w.sync(ctx, nil, false)
+	if st := w.status(); st.Deployed != fixed || st.Rejected != "" || len(st.Rejection) != 0 {
+		t.Fatalf("status after a good commit that followed a rejection: %+v", st)
+	}
 }
 
 func TestWorkerFailedPullChangesNothing(t *testing.T) {

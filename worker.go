@@ -368,7 +368,7 @@ func (w *worker) accept(ctx context.Context, out io.Writer, commit string) error
 	w.mu.Lock()
 	w.validated = project
 	w.mu.Unlock()
-	w.update(func(s *savedState) { s.Validated = commit; s.LastError = "" })
+	w.update(func(s *savedState) { s.Validated, s.LastError, s.Rejected, s.Rejection = commit, "", "", nil })
 	w.loadKeys()
 	w.say(out, "commit %s passed the policy", short(commit))
 	return nil
