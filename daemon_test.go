@@ -371,3 +371,36 @@ func TestReadKeysSkipsSymlinksAndJunk(t *testing.T) {
 		t.Errorf("problems = %q, want two (junk and the symlink)", problems)
 	}
 }
+
+func TestWorkerWaitsForItsMount(t *testing.T) {
+	fake := newFakeDocker(t)
+	g := newGitRepo(t)
+	first := g.push(t, goodCompose)
+	w, _ := testWorker(t, fake, g.bare)
+	w.svc.Mount = "nfs://filer.example.org/export/web"
+	mount := filepath.Join(fake.dir, "mount")
+	os.WriteFile(mount, []byte("#!/bin/sh\necho 'mount.nfs: access denied by server' >&2\nexit 32\n"), 0o755)
+	w.d.flags.mountCmd = mount
+	ctx := context.Background()
+
+	if err := w.sync(ctx, nil, false); err == nil {
+		t.Fatal("sync succeeded without its mount")
+	}
+	if got := fake.verbs(t); len(got) != 0 {
+		t.Fatalf("compose ran without the mount: %v", got)
+	}
+	if st := w.status(); !strings.Contains(st.LastError, "access denied") || st.Deployed != "" {
+		t.Fatalf("status without the mount: %+v", st)
+	}
+	if w.prepared {
+		t.Error("a failed mount counts as prepared, so the poll would not back off")
+	}
+
+	os.WriteFile(mount, []byte("#!/bin/sh\nexit 0\n"), 0o755)
+	if err := w.sync(ctx, nil, false); err != nil {
+		t.Fatalf("sync with the mount back: %v", err)
+	}
+	if st := w.status(); st.Deployed != first {
+		t.Fatalf("not deployed once the mount works: %+v", st)
+	}
+}

@@ -263,7 +263,7 @@ func (w *worker) prepare(ctx context.Context) error {
 	}
 	if w.svc.Mount != "" {
 		if err := ensureMount(ctx, w.d.flags.mountCmd, w.svc.Mount, w.data); err != nil {
-			return fmt.Errorf("mount %s: %w", w.svc.Mount, err)
+			return err // names the share and the target
 		}
 	}
 	if err := w.repo.writeConfig(filepath.Join(w.d.flags.dir, ".gitconfig", w.svc.Name)); err != nil {
