@@ -48,7 +48,7 @@ echo "$verb $*" >> "$dir/calls.log"
 [ -e "$dir/fail-$verb" ] && { echo "fake $verb failure" >&2; exit 1; }
 if [ "$verb" = ps ]; then
 	# Unless a test says otherwise, the one service runs.
-	if [ -e "$dir/ps.json" ]; then cat "$dir/ps.json"; else echo '{"Name":"web-web-1","Service":"web","State":"running"}'; fi
+	if [ -e "$dir/ps.txt" ]; then cat "$dir/ps.txt"; else printf 'web-web-1\trunning\tweb\n'; fi
 fi
 cat > /dev/null
 exit 0
@@ -310,7 +310,6 @@ func TestWorkerReloadFalseWaitsForUp(t *testing.T) {
 func TestWorkerStopMarker(t *testing.T) {
 	w, fake, _, _ := deployedWorker(t, goodCompose)
 	ctx := context.Background()
-	os.WriteFile(filepath.Join(fake.dir, "ps.json"), []byte(`{"Name":"web-web-1","Service":"web","State":"running"}`+"\n"), 0o644)
 	os.WriteFile(w.stopFile, nil, 0o644)
 	w.sync(ctx, nil, false)
 	if got := strings.Join(fake.verbs(t), " "); !strings.Contains(got, "down") || strings.Contains(got, "up") {
@@ -402,5 +401,22 @@ func TestWorkerWaitsForItsMount(t *testing.T) {
 	}
 	if st := w.status(); st.Deployed != first {
 		t.Fatalf("not deployed once the mount works: %+v", st)
+	}
+}
+
+func TestParsePS(t *testing.T) {
+	got, err := parsePS("shop-web-1\trunning\tweb\nshop-db-1\texited\tdb\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []psEntry{{"shop-web-1", "web", "running"}, {"shop-db-1", "db", "exited"}}
+	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("parsePS = %+v, want %+v", got, want)
+	}
+	if _, err := parsePS("garbage\n"); err == nil {
+		t.Fatal("a line without tabs was accepted")
+	}
+	if got, err := parsePS(""); err != nil || len(got) != 0 {
+		t.Fatalf("empty output: %v %v", got, err)
 	}
 }

@@ -571,7 +571,7 @@ func (w *worker) repair(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ps, err := w.containers(ctx, deployed)
+	ps, err := w.containers(ctx)
 	if err != nil {
 		return w.failSync(out, err)
 	}
@@ -586,7 +586,7 @@ func (w *worker) repair(ctx context.Context, out io.Writer) error {
 		if err != nil {
 			return w.failSync(out, err)
 		}
-		if ps, err = w.containers(ctx, deployed); err == nil {
+		if ps, err = w.containers(ctx); err == nil {
 			d = drift(services, ps)
 		}
 	}
@@ -612,7 +612,7 @@ func (w *worker) keepDown(ctx context.Context, out io.Writer) error {
 	if project == nil {
 		return nil
 	}
-	ps, err := w.containers(ctx, project)
+	ps, err := w.containers(ctx)
 	if err != nil {
 		return w.failSync(out, err)
 	}

@@ -91,6 +91,12 @@ func parse(args []string) invocation {
 	}
 	if args[0] != "compose" {
 		inv.sub, inv.subArgs = args[0], args[1:]
+		// "docker ps --filter label=com.docker.compose.project=NAME": pgod's drift check.
+		for _, a := range inv.subArgs {
+			if name, ok := strings.CutPrefix(a, "label=com.docker.compose.project="); ok {
+				inv.project = name
+			}
+		}
 		return inv
 	}
 	inv.compose = true
@@ -149,10 +155,10 @@ func record(dir string, now int64, project string, args []string) error {
 }
 
 func answer(dir string, inv invocation, stdin io.Reader, stdout io.Writer) int {
-	if !inv.compose {
-		return answerDocker(inv, stdin, stdout)
-	}
 	state := filepath.Join(dir, "state", inv.project)
+	if !inv.compose {
+		return answerDocker(state, inv, stdin, stdout)
+	}
 	switch inv.sub {
 	case "version":
 		if hasArg(inv.subArgs, "--short") {
@@ -180,8 +186,13 @@ func answer(dir string, inv invocation, stdin io.Reader, stdout io.Writer) int {
 	return 0
 }
 
-func answerDocker(inv invocation, stdin io.Reader, stdout io.Writer) int {
+func answerDocker(state string, inv invocation, stdin io.Reader, stdout io.Writer) int {
 	switch inv.sub {
+	case "ps":
+		// pgod asks for name, state and compose service, tab-separated.
+		if _, err := os.Stat(state); err == nil {
+			fmt.Fprintf(stdout, "%s-web-1\trunning\tweb\n", inv.project)
+		}
 	case "login":
 		io.Copy(io.Discard, stdin) // the token, --password-stdin
 		fmt.Fprintln(stdout, "Login Succeeded")
