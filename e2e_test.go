@@ -254,7 +254,12 @@ func startDaemon(t *testing.T, cfg string, extra ...string) *daemonProc {
 		t.Fatal(err)
 	}
 	d.start(t, extra...)
-	t.Cleanup(func() { d.stop(t); downProjects(t, cfg) })
+	t.Cleanup(func() {
+		d.stop(t)
+		// The config as the test left it too: a reload may have added services.
+		final, _ := os.ReadFile(d.config)
+		downProjects(t, cfg+"\n"+string(final))
+	})
 	return d
 }
 
