@@ -420,3 +420,67 @@ func TestParsePS(t *testing.T) {
 		t.Fatalf("empty output: %v %v", got, err)
 	}
 }
+
+func TestDaemonRefusesToStart(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("pgod's checks after the root check need root")
+	}
+	dir := t.TempDir()
+	oldCompose := filepath.Join(dir, "docker-old")
+	os.WriteFile(oldCompose, []byte("#!/bin/sh\necho 2.20.3\n"), 0o755)
+	noCompose := filepath.Join(dir, "docker-v1")
+	os.WriteFile(noCompose, []byte("#!/bin/sh\necho \"docker: 'compose' is not a docker command.\" >&2\nexit 1\n"), 0o755)
+	newCompose := filepath.Join(dir, "docker-new")
+	os.WriteFile(newCompose, []byte("#!/bin/sh\necho 2.40.3\n"), 0o755)
+	config := func(user string) string {
+		p := filepath.Join(t.TempDir(), "pgo.toml")
+		os.WriteFile(p, []byte("[[services]]\nname = \"web\"\nuser = \""+user+"\"\nrepository = \"/srv/web.git\"\n"), 0o600)
+		return p
+	}
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"dir is root", []string{"-c", config("root"), "-d", "/", "--docker", newCompose}, "--dir is /"},
+		{"old compose", []string{"-c", config("root"), "-d", t.TempDir(), "--docker", oldCompose}, "2.20.3"},
+		{"no compose v2", []string{"-c", config("root"), "-d", t.TempDir(), "--docker", noCompose}, "ompose"},
+		{"unknown user", []string{"-c", config("no-such-user-pgo"), "-d", t.TempDir(), "--docker", newCompose}, `service "web": user "no-such-user-pgo"`},
+		{"invalid config", []string{"-c", filepath.Join(dir, "missing.toml"), "-d", t.TempDir(), "--docker", newCompose}, "missing.toml"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := runDaemon(c.args, &stdout, &stderr)
+			if code != 1 || !strings.Contains(stderr.String(), c.want) {
+				t.Fatalf("exit %d, stderr %q; want 1 and %q", code, stderr.String(), c.want)
+			}
+		})
+	}
+}
+
+func TestDaemonFlags(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	f, code := parseDaemonFlags([]string{"--config", "/x.toml", "-d", "/srv/pgo/", "-t", "30s", "--max-parallel", "8"}, &stdout, &stderr)
+	if code >= 0 || f.config != "/x.toml" || f.dir != "/srv/pgo" || f.duration != 30*time.Second || f.maxParallel != 8 ||
+		f.hostKey != "/srv/pgo/.pgo/ssh_host_ed25519_key" || f.sshAddr != ":2222" || f.metricsAddr != ":9112" || f.datadir != "/data" {
+		t.Fatalf("flags %+v, code %d", f, code)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--bogus"}, "Usage: pgod"},
+		{[]string{"extra"}, "Usage: pgod"},
+		{[]string{"-t", "10ms"}, "--duration 10ms is too short"},
+		{[]string{"--max-parallel", "0"}, "--max-parallel must be at least 1"},
+	} {
+		stderr.Reset()
+		if _, code := parseDaemonFlags(c.args, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", c.args, code, stderr.String(), c.want)
+		}
+	}
+	stdout.Reset()
+	if _, code := parseDaemonFlags([]string{"-h"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "--max-parallel") {
+		t.Errorf("-h: exit %d, %q", code, stdout.String())
+	}
+}

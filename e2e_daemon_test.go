@@ -191,6 +191,14 @@ func TestE2EDaemonReloadAddsService(t *testing.T) {
 	if got := containerID(t, a+"-web-1"); got != id {
 		t.Fatalf("reload restarted the untouched service: %s -> %s", id, got)
 	}
+
+	// SIGTERM stops pgod, not the services.
+	d.stop(t)
+	for _, name := range []string{a, b} {
+		if state := projectContainers(t, name)[name+"-web-1"]; state != "running" {
+			t.Errorf("%s is %q after pgod stopped, want running", name, state)
+		}
+	}
 }
 
 // TestE2EDaemonUpstreamOutage shows an unreachable git server changing

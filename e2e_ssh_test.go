@@ -163,6 +163,29 @@ func TestE2ESSHOps(t *testing.T) {
 		d.ctl(t, team, a+"//git", "pull")
 		pageIs(t, a, "ops", 20*time.Second)
 	})
+	t.Run("exec -it in a terminal", func(t *testing.T) {
+		if _, err := exec.LookPath("tmux"); err != nil {
+			t.Skip("needs tmux to drive a terminal")
+		}
+		_, port, _ := strings.Cut(d.sshAddr, ":")
+		session := uniqueName("pgoe2e")
+		ctl := fmt.Sprintf("%s ctl -i %s -p %s --known-hosts %s 127.0.0.1:%s//exec -it web sh; echo EXIT:$?; sleep 60",
+			pgoBinary(t), team, port, filepath.Join(filepath.Dir(d.config), "known_hosts"), a)
+		sh(t, "", "tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30", ctl)
+		t.Cleanup(func() { exec.Command("tmux", "kill-session", "-t", session).Run() })
+		pane := func() string {
+			out, _ := exec.Command("tmux", "capture-pane", "-p", "-t", session).Output()
+			return string(out)
+		}
+		waitFor(t, "a shell prompt in the container", 20*time.Second, func() bool { return strings.Contains(pane(), "#") })
+		sh(t, "", "tmux", "send-keys", "-t", session, "echo pty-$((6*7)); tty", "Enter")
+		waitFor(t, "the command's output through the PTY", 10*time.Second, func() bool {
+			p := pane()
+			return strings.Contains(p, "pty-42") && strings.Contains(p, "/dev/pts/")
+		})
+		sh(t, "", "tmux", "send-keys", "-t", session, "exit 5", "Enter")
+		waitFor(t, "pgoctl to end with the shell's status", 10*time.Second, func() bool { return strings.Contains(pane(), "EXIT:5") })
+	})
 	t.Run("down and up", func(t *testing.T) {
 		if _, errOut, code := d.ctl(t, team, a+"//down"); code != 0 {
 			t.Fatalf("down: %d %s", code, errOut)
