@@ -340,6 +340,7 @@ func (d *Daemon) apply(ctx context.Context, cfg *Config, accounts map[string]*ac
 			continue
 		}
 		d.log.Info("[" + name + "] removed from the config, bringing it down")
+		d.health.forget("worker/" + name)
 		d.remove(ctx, name, w.svc.Mount != "")
 	}
 	for _, w := range start {
