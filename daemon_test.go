@@ -484,3 +484,21 @@ func TestDaemonFlags(t *testing.T) {
 		t.Errorf("-h: exit %d, %q", code, stdout.String())
 	}
 }
+
+func TestWorkerGitRunsNoHooks(t *testing.T) {
+	w, _, g, _ := deployedWorker(t, goodCompose)
+	ran := filepath.Join(t.TempDir(), "hook-ran")
+	hook := filepath.Join(w.checkout, ".git", "hooks", "post-checkout")
+	os.MkdirAll(filepath.Dir(hook), 0o755)
+	os.WriteFile(hook, []byte("#!/bin/sh\ntouch "+ran+"\n"), 0o755)
+	next := g.push(t, strings.Replace(goodCompose, "1000", "6000", 1))
+	if err := w.sync(context.Background(), nil, false); err != nil {
+		t.Fatal(err)
+	}
+	if head, _ := w.repo.head(context.Background()); head != next {
+		t.Fatalf("checkout at %s, want %s", head, next)
+	}
+	if _, err := os.Stat(ran); err == nil {
+		t.Fatal("a hook planted in the checkout's .git ran")
+	}
+}

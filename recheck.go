@@ -35,7 +35,11 @@ func (c *checker) checkPaths() {
 			if jsonString(m["type"]) != "bind" {
 				continue
 			}
-			c.checkHostPath(fmt.Sprintf("services.%s.volumes[%d]", name, i), "bind mount source", jsonString(m["source"]), roots)
+			at := fmt.Sprintf("services.%s.volumes[%d]", name, i)
+			c.checkHostPath(at, "bind mount source", jsonString(m["source"]), roots)
+			if m["read_only"] != true {
+				c.checkGitReach(at, jsonString(m["source"]), checkout)
+			}
 		}
 		c.checkBuildPaths("services."+name+".build", jsonObject(s["build"]), checkout)
 	}
@@ -70,6 +74,21 @@ func (c *checker) checkHostPath(path, what, p string, roots []string) {
 	}
 	if fi, err := os.Stat(resolved); err == nil && fi.Mode()&(fs.ModeSocket|fs.ModeDevice|fs.ModeCharDevice|fs.ModeNamedPipe|fs.ModeIrregular) != 0 {
 		c.add(path, "%s %s is a socket or device node, which is not allowed", what, p)
+	}
+}
+
+// checkGitReach refuses a writable bind of the checkout itself or of its
+// .git directory. pgod runs git there as the service's user, outside any
+// container: hooks, fsmonitor or filter commands that a container wrote into
+// .git would run on the host with that user's docker access.
+func (c *checker) checkGitReach(path, p, checkout string) {
+	resolved, err := resolveHostPath(strings.ReplaceAll(p, "$$", "$"))
+	if err != nil {
+		return // checkHostPath said why
+	}
+	git := filepath.Join(checkout, ".git")
+	if resolved == checkout || resolved == git || strings.HasPrefix(resolved, git+string(filepath.Separator)) {
+		c.add(path, "bind mount source %s is writable and reaches the checkout's .git; mount it read-only or bind a subdirectory", p)
 	}
 }
 

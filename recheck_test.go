@@ -129,3 +129,32 @@ func TestXPgoReload(t *testing.T) {
 		}
 	}
 }
+
+// TestWritableBindOfGit: a container that can write the checkout's .git
+// could plant hooks that pgod's git then runs on the host.
+func TestWritableBindOfGit(t *testing.T) {
+	base, _ := filepath.EvalSymlinks(t.TempDir())
+	checkout := filepath.Join(base, "checkout")
+	for _, d := range []string{filepath.Join(checkout, ".git", "hooks"), filepath.Join(checkout, "html")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(".git", filepath.Join(checkout, "meta")); err != nil {
+		t.Fatal(err)
+	}
+	r := renderRequest{Service: &Service{Name: "team"}, Checkout: checkout, DataDir: filepath.Join(base, "data")}
+	for _, source := range []string{checkout, checkout + "/.git", checkout + "/.git/hooks", checkout + "/meta"} {
+		vs := recheckPaths(bindProject(source), r)
+		if len(vs) != 1 || !strings.Contains(vs[0].Msg, "reaches the checkout's .git") {
+			t.Errorf("writable bind of %s: %v", source, vs)
+		}
+	}
+	if vs := recheckPaths(bindProject(checkout+"/html"), r); len(vs) != 0 {
+		t.Errorf("writable bind of a subdirectory refused: %v", vs)
+	}
+	readOnly := []byte(`{"name": "team", "services": {"web": {"image": "busybox", "volumes": [{"type": "bind", "source": "` + checkout + `", "target": "/x", "read_only": true}]}}}`)
+	if vs := recheckPaths(readOnly, r); len(vs) != 0 {
+		t.Errorf("read-only bind of the checkout refused: %v", vs)
+	}
+}
