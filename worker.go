@@ -288,17 +288,30 @@ func (w *worker) prepare(ctx context.Context) error {
 // ensureDirs makes the data directory, owned by the service's user, and the
 // user's home for docker's config when its own is unusable.
 func (w *worker) ensureDirs() error {
-	if err := os.MkdirAll(w.data, 0o750); err != nil {
+	if err := w.ownDir(w.data, 0o750); err != nil {
 		return err
 	}
-	if err := os.Chown(w.data, int(w.acct.UID), int(w.acct.GID)); err != nil {
-		return err
-	}
-	docker := filepath.Join(w.acct.Home, ".docker")
-	if err := os.MkdirAll(docker, 0o700); err != nil {
+	if err := w.ownDir(filepath.Join(w.acct.Home, ".docker"), 0o700); err != nil {
 		return fmt.Errorf("home of %s: %w", w.acct.Name, err)
 	}
-	return os.Chown(docker, int(w.acct.UID), int(w.acct.GID))
+	return nil
+}
+
+// ownDir makes dir if needed and gives it to the service's user. pgod is
+// root here, so a symlink in dir's place (the user's home is the user's)
+// is refused rather than followed.
+func (w *worker) ownDir(dir string, mode os.FileMode) error {
+	if err := os.MkdirAll(dir, mode); err != nil {
+		return err
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory (a symlink?); refusing to chown it", dir)
+	}
+	return os.Lchown(dir, int(w.acct.UID), int(w.acct.GID))
 }
 
 // errRejected and errReported end a sync whose outcome is recorded already.
