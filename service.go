@@ -153,7 +153,7 @@ func (d *Daemon) updateCaddy() {
 			w.log.Error("caddy import: " + err.Error())
 			continue
 		}
-		os.Chown(path, int(w.acct.UID), int(w.acct.GID))
+		os.Lchown(path, int(w.acct.UID), int(w.acct.GID)) // never follow a link the user swapped in
 		if changed {
 			w.log.Info("wrote " + path)
 		}
