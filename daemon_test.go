@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -362,12 +363,15 @@ func TestReadKeysSkipsSymlinksAndJunk(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "good.pub"), []byte("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGbd1R0H3c8u6ubT3yn2rHWgqtJiKcJpqD8hH3P9mKJj a@b\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "junk.pub"), []byte("not a key\n"), 0o644)
 	os.Symlink("/etc/passwd", filepath.Join(dir, "link.pub"))
-	keys, problems := readKeys(dir)
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo.pub"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	keys, problems := readKeys(dir) // a FIFO must not block it
 	if len(keys) != 1 {
 		t.Errorf("got %d keys, want 1", len(keys))
 	}
-	if len(problems) != 2 {
-		t.Errorf("problems = %q, want two (junk and the symlink)", problems)
+	if len(problems) != 3 {
+		t.Errorf("problems = %q, want three (junk, the symlink, the FIFO)", problems)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -665,14 +666,9 @@ func (w *worker) loadKeys() {
 func readKeys(dir string) (keys []ssh.PublicKey, problems []string) {
 	files, _ := filepath.Glob(filepath.Join(dir, "*.pub"))
 	for _, f := range files {
-		fi, err := os.Lstat(f)
-		if err != nil || !fi.Mode().IsRegular() || fi.Size() > 64<<10 {
-			problems = append(problems, fmt.Sprintf("ssh/%s: skipped, not a regular file under 64 KiB", filepath.Base(f)))
-			continue
-		}
-		data, err := os.ReadFile(f)
+		data, err := readRegular(f, 64<<10)
 		if err != nil {
-			problems = append(problems, fmt.Sprintf("ssh/%s: %v", filepath.Base(f), err))
+			problems = append(problems, fmt.Sprintf("ssh/%s: skipped, %v", filepath.Base(f), err))
 			continue
 		}
 		n := 0
@@ -688,6 +684,22 @@ func readKeys(dir string) (keys []ssh.PublicKey, problems []string) {
 		}
 	}
 	return keys, problems
+}
+
+// readRegular reads a regular file of at most limit bytes without following
+// a symlink and without blocking on a FIFO: the checkout is the service
+// user's to change, also while root reads it.
+func readRegular(path string, limit int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, errors.New("not a regular file")
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() > limit {
+		return nil, fmt.Errorf("not a regular file under %d KiB", limit>>10)
+	}
+	return io.ReadAll(io.LimitReader(f, limit))
 }
 
 // short abbreviates a commit hash for humans.
