@@ -8,6 +8,7 @@ import (
 	"io"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 )
@@ -136,7 +137,15 @@ func projectServices(project []byte) (map[string]projectService, error) {
 type driftReport struct {
 	running, desired int
 	missing          []string
+	// recreate names services left with a container under compose's
+	// temporary name "<id>_<name>": a recreate was cut short (pgod killed
+	// mid-deploy). "up" sees its config as current and would keep the
+	// wrong name, which breaks routing by container name.
+	recreate []string
 }
+
+// interruptedName matches compose's temporary name for a container it is replacing.
+var interruptedName = regexp.MustCompile(`^[0-9a-f]{12}_`)
 
 func drift(services map[string]projectService, ps []psEntry) driftReport {
 	var r driftReport
@@ -166,6 +175,13 @@ func drift(services map[string]projectService, ps []psEntry) driftReport {
 			r.desired += want
 		}
 		have := byService[name]
+		for _, e := range have {
+			if interruptedName.MatchString(e.Name) {
+				r.recreate = append(r.recreate, name)
+				r.missing = append(r.missing, fmt.Sprintf("%s: %s is left from an interrupted recreate", name, e.Name))
+				break
+			}
+		}
 		if len(have) < want {
 			r.missing = append(r.missing, fmt.Sprintf("%s: %d of %d containers gone", name, want-len(have), want))
 			continue

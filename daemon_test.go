@@ -337,6 +337,9 @@ func TestDriftFindsMissingAndStopped(t *testing.T) {
 		{Name: "p-api-1", Service: "api", State: "running"},
 	}
 	d := drift(services, ps)
+	if len(d.recreate) != 0 {
+		t.Errorf("recreate = %q, want none", d.recreate)
+	}
 	want := []string{"api: 1 of 2 containers gone", "web: p-web-1 is exited"}
 	if strings.Join(d.missing, "|") != strings.Join(want, "|") {
 		t.Errorf("missing = %q, want %q", d.missing, want)
@@ -504,5 +507,14 @@ func TestWorkerGitRunsNoHooks(t *testing.T) {
 	}
 	if _, err := os.Stat(ran); err == nil {
 		t.Fatal("a hook planted in the checkout's .git ran")
+	}
+}
+
+func TestDriftFindsInterruptedRecreate(t *testing.T) {
+	services := map[string]projectService{"web": {Restart: "unless-stopped"}}
+	ps := []psEntry{{Name: "7d6ef170f9b1_p-web-1", Service: "web", State: "running"}}
+	d := drift(services, ps)
+	if len(d.recreate) != 1 || d.recreate[0] != "web" || len(d.missing) != 1 {
+		t.Fatalf("drift = %+v, want web to be recreated", d)
 	}
 }

@@ -240,6 +240,13 @@ func TestE2EDaemonKilledMidDeploy(t *testing.T) {
 	next := up.commit(t, map[string]string{"compose.yaml": webCompose("new")})
 	d.logShows(t, "commit "+short(next)+" passed the policy", 30*time.Second)
 	d.kill(t)
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := exec.Command("docker", "ps", "-a", "--filter", "label=com.docker.compose.project="+name,
+				"--format", "{{.Names}} {{.State}} {{.Status}} {{.Label \"com.docker.compose.config-hash\"}}").CombinedOutput()
+			t.Logf("containers after the test:\n%s", out)
+		}
+	})
 	d.start(t)
 	pageIs(t, name, "new", 60*time.Second)
 	d.logShows(t, "deployed "+short(next), 10*time.Second)

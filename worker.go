@@ -596,6 +596,9 @@ func (w *worker) repair(ctx context.Context, out io.Writer) error {
 			return err
 		}
 		err := w.runCompose(ctx, deployed, out, "up", "-d")
+		if err == nil && len(d.recreate) > 0 {
+			err = w.runCompose(ctx, deployed, out, append([]string{"up", "-d", "--force-recreate", "--"}, d.recreate...)...)
+		}
 		w.releaseSlot()
 		if err != nil {
 			return w.failSync(out, err)
