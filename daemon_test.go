@@ -349,15 +349,24 @@ func TestDriftFindsMissingAndStopped(t *testing.T) {
 	}
 }
 
-func TestSplitRegistry(t *testing.T) {
-	for _, c := range []struct{ in, user, token, host string }{
-		{"bob:tok@reg.example.org", "bob", "tok", "reg.example.org"},
-		{"tok@reg.example.org", "svc", "tok", "reg.example.org"},
-	} {
-		u, tok, h := splitRegistry(c.in, "svc")
-		if u != c.user || tok != c.token || h != c.host {
-			t.Errorf("splitRegistry(%q) = %q %q %q", c.in, u, tok, h)
+func TestWorkerLogsInWithTokenOnStdin(t *testing.T) {
+	fake := newFakeDocker(t)
+	w, _ := testWorker(t, fake, "/nonexistent")
+	w.svc.Registries = []string{"tok@reg.example.org", "bob:s3cret@r2.example.org"}
+	if err := w.login(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	calls, _ := os.ReadFile(filepath.Join(fake.dir, "calls.log"))
+	for _, want := range []string{"login --username svc --password-stdin reg.example.org", "login --username bob --password-stdin r2.example.org"} {
+		if !strings.Contains(string(calls), want) {
+			t.Errorf("calls %q lack %q", calls, want)
 		}
+	}
+	if strings.Contains(string(calls), "s3cret") || strings.Contains(string(calls), "tok ") {
+		t.Errorf("a token reached the command line: %q", calls)
+	}
+	if stdin, _ := os.ReadFile(filepath.Join(fake.dir, "login.stdin")); string(stdin) != "s3cret" {
+		t.Errorf("last login read %q on stdin, want the token", stdin)
 	}
 }
 

@@ -548,30 +548,18 @@ func (w *worker) failDeploy(ctx context.Context, out io.Writer, commit string, c
 // login logs the service's user in to its private registries; the token
 // goes on stdin, never on a command line.
 func (w *worker) login(ctx context.Context) error {
-	for _, r := range w.svc.Registries {
-		user, token, host := splitRegistry(r, w.svc.User)
-		cmd := w.acct.command(ctx, w.composeEnv(), w.d.flags.docker, "login", "--username", user, "--password-stdin", host)
-		cmd.Stdin = strings.NewReader(token)
+	for _, r := range w.svc.registryLogins() {
+		cmd := w.acct.command(ctx, w.composeEnv(), w.d.flags.docker, "login", "--username", r.User, "--password-stdin", r.Host)
+		cmd.Stdin = strings.NewReader(r.Token)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		err := cmd.Run()
 		w.d.metrics.command(w.svc.Name, "login", err)
 		if err != nil {
-			return fmt.Errorf("docker login %s: %s", host, redact(lastLines(strings.TrimSpace(stderr.String()), 2), w.secrets))
+			return fmt.Errorf("docker login %s: %s", r.Host, redact(lastLines(strings.TrimSpace(stderr.String()), 2), w.secrets))
 		}
 	}
 	return nil
-}
-
-// splitRegistry splits "[user:]token@host"; user defaults to the service's user.
-func splitRegistry(r, defaultUser string) (user, token, host string) {
-	at := strings.LastIndex(r, "@")
-	cred, host := r[:max(at, 0)], r[at+1:]
-	user, token, ok := strings.Cut(cred, ":")
-	if !ok {
-		user, token = defaultUser, cred
-	}
-	return user, token, host
 }
 
 // repair brings back containers removed or stopped outside pgo and records
