@@ -457,14 +457,21 @@ func (d *Daemon) worker(name string) *worker {
 	return d.workers[name]
 }
 
-// statuses snapshots every service, sorted by name, for metrics.
-func (d *Daemon) statuses() []serviceStatus {
+// allWorkers copies the workers out of the lock, so that callers can ask each
+// for its state without holding the daemon's lock meanwhile.
+func (d *Daemon) allWorkers() []*worker {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	ws := make([]*worker, 0, len(d.workers))
 	for _, w := range d.workers {
 		ws = append(ws, w)
 	}
-	d.mu.Unlock()
+	return ws
+}
+
+// statuses snapshots every service, sorted by name, for metrics.
+func (d *Daemon) statuses() []serviceStatus {
+	ws := d.allWorkers()
 	sort.Slice(ws, func(i, j int) bool { return ws[i].svc.Name < ws[j].svc.Name })
 	out := make([]serviceStatus, len(ws))
 	for i, w := range ws {
@@ -482,12 +489,7 @@ func (d *Daemon) lookup(name string) serviceControl {
 }
 
 func (d *Daemon) knownKey(key ssh.PublicKey) bool {
-	d.mu.Lock()
-	ws := make([]*worker, 0, len(d.workers))
-	for _, w := range d.workers {
-		ws = append(ws, w)
-	}
-	d.mu.Unlock()
+	ws := d.allWorkers()
 	for _, w := range ws {
 		if w.authorized(key) {
 			return true

@@ -54,11 +54,7 @@ func (w *worker) down(ctx context.Context, stdout, stderr io.Writer) error {
 		return err
 	}
 	w.say(stdout, "stop marker set")
-	_, deployed, validated := w.snapshot()
-	project := deployed
-	if project == nil {
-		project = validated
-	}
+	project := w.currentProject()
 	if project == nil {
 		return nil
 	}
@@ -110,11 +106,7 @@ func (w *worker) status() serviceStatus {
 }
 
 func (w *worker) compose(ctx context.Context, args ...string) (*exec.Cmd, error) {
-	_, deployed, validated := w.snapshot()
-	project := deployed
-	if project == nil {
-		project = validated
-	}
+	project := w.currentProject()
 	if project == nil {
 		return nil, errNotDeployed
 	}

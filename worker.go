@@ -197,6 +197,16 @@ func (w *worker) touch(upstream string) {
 	w.st.Upstream, w.st.LastSync = upstream, time.Now()
 }
 
+// currentProject is the project that runs, or before the first deploy the
+// validated one; nil when there is neither.
+func (w *worker) currentProject() []byte {
+	_, deployed, validated := w.snapshot()
+	if deployed != nil {
+		return deployed
+	}
+	return validated
+}
+
 func (w *worker) snapshot() (savedState, []byte, []byte) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -609,11 +619,7 @@ func (w *worker) stopped() bool {
 
 // keepDown brings a stopped service down if anything of it runs.
 func (w *worker) keepDown(ctx context.Context, out io.Writer) error {
-	_, deployed, validated := w.snapshot()
-	project := deployed
-	if project == nil {
-		project = validated
-	}
+	project := w.currentProject()
 	if project == nil {
 		return nil
 	}
