@@ -564,7 +564,7 @@ func (w *worker) login(ctx context.Context) error {
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		err := cmd.Run()
-		w.d.metrics.command(w.svc.Name, "login", err)
+		w.d.metrics.command(w.svc.Name, "docker login", err)
 		if err != nil {
 			return fmt.Errorf("docker login %s: %s", r.Host, redact(lastLines(strings.TrimSpace(stderr.String()), 2), w.secrets))
 		}
