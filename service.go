@@ -150,14 +150,12 @@ func (d *Daemon) updateCaddy() {
 			w.log.Info("wrote " + path)
 		}
 		// A reload that failed (say, before the proxy's first deploy) is tried again.
-		if changed || w.status().ReloadErr != "" {
+		if st, _, _ := w.snapshot(); changed || st.ReloadErr != "" {
 			d.runReload(w)
 		}
 	}
 }
 
-// reloadCaddy is called after a deploy: URLs may point at new containers.
-func (d *Daemon) reloadCaddy(*worker) { go d.updateCaddy() }
 
 // runReload runs a service's reload command, "host:name//exec SERVICE CMD...",
 // as "docker compose exec -T SERVICE CMD..." in the named service's project.
