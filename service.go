@@ -156,7 +156,6 @@ func (d *Daemon) updateCaddy() {
 	}
 }
 
-
 // runReload runs a service's reload command, "host:name//exec SERVICE CMD...",
 // as "docker compose exec -T SERVICE CMD..." in the named service's project.
 func (d *Daemon) runReload(owner *worker) {

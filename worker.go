@@ -517,7 +517,7 @@ func (w *worker) deploy(ctx context.Context, out io.Writer) error {
 	w.d.metrics.deploy(w.svc.Name, resultOK)
 	w.say(out, "deployed %s (%d services changed)", short(commit), changedServices(deployed, project))
 	go w.d.updateCaddy() // URLs may point at new containers; not under this service's lock
-	release() // repair takes a slot of its own
+	release()            // repair takes a slot of its own
 	return w.repair(ctx, out)
 }
 
