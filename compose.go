@@ -35,7 +35,7 @@ func (w *worker) composeCmd(ctx context.Context, project []byte, args ...string)
 // composeCmdIn is composeCmd with another project directory (a staging worktree).
 func (w *worker) composeCmdIn(ctx context.Context, project []byte, dir string, args ...string) *exec.Cmd {
 	full := append([]string{"compose", "-p", w.svc.Name, "-f", "-", "--project-directory", dir}, args...)
-	cmd := w.acct.command(ctx, w.composeEnv(), w.d.flags.docker, full...)
+	cmd := w.acct.engineCommand(ctx, w.composeEnv(), w.d.flags.docker, full...)
 	cmd.Stdin = bytes.NewReader(project)
 	return cmd
 }
@@ -78,7 +78,7 @@ const psFormat = `{{.Names}}\t{{.State}}\t{{.Label "com.docker.compose.service"}
 // project's label: every poll of every service runs it, and plain docker
 // costs a sixth of compose's CPU.
 func (w *worker) containers(ctx context.Context) ([]psEntry, error) {
-	cmd := w.acct.command(ctx, w.composeEnv(), w.d.flags.docker, "ps", "-a",
+	cmd := w.acct.engineCommand(ctx, w.composeEnv(), w.d.flags.docker, "ps", "-a",
 		"--filter", "label=com.docker.compose.project="+w.svc.Name,
 		"--filter", "label=com.docker.compose.oneoff=False",
 		"--format", psFormat)

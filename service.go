@@ -114,7 +114,7 @@ func (w *worker) compose(ctx context.Context, args ...string) (*exec.Cmd, error)
 }
 
 func (w *worker) docker(ctx context.Context, args ...string) (*exec.Cmd, error) {
-	return w.acct.command(ctx, w.composeEnv(), w.d.flags.docker, args...), nil
+	return w.acct.engineCommand(ctx, w.composeEnv(), w.d.flags.docker, args...), nil
 }
 
 // updateCaddy writes the Caddyfile snippet of every service with an import

@@ -559,7 +559,7 @@ func (w *worker) failDeploy(ctx context.Context, out io.Writer, commit string, c
 // goes on stdin, never on a command line.
 func (w *worker) login(ctx context.Context) error {
 	for _, r := range w.svc.registryLogins() {
-		cmd := w.acct.command(ctx, w.composeEnv(), w.d.flags.docker, "login", "--username", r.User, "--password-stdin", r.Host)
+		cmd := w.acct.engineCommand(ctx, w.composeEnv(), w.d.flags.docker, "login", "--username", r.User, "--password-stdin", r.Host)
 		cmd.Stdin = strings.NewReader(r.Token)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
