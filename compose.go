@@ -26,13 +26,32 @@ func (w *worker) composeEnv() []string {
 }
 
 // composeCmd prepares "docker compose" on project (canonical JSON, fed on
-// stdin) as the service's user. The project was validated; compose reads
-// nothing else that could change what runs.
-func (w *worker) composeCmd(ctx context.Context, project []byte, args ...string) *exec.Cmd {
-	return w.composeCmdIn(ctx, project, w.checkout, args...)
+// stdin) as the service's user, in the live checkout. Bind sources are
+// replaced by their pins (binds.go); when the command may create or start
+// containers, the pins are made first.
+func (w *worker) composeCmd(ctx context.Context, project []byte, args ...string) (*exec.Cmd, error) {
+	pinned, err := w.pins.pinProject(project, startsContainers(args))
+	if err != nil {
+		return nil, err
+	}
+	return w.composeCmdIn(ctx, pinned, w.checkout, args...), nil
 }
 
-// composeCmdIn is composeCmd with another project directory (a staging worktree).
+// startsContainers reports whether a compose command may create or start a
+// container, and so needs the pins in place.
+func startsContainers(args []string) bool {
+	if len(args) == 0 {
+		return false
+	}
+	switch args[0] {
+	case "up", "create", "start", "restart", "run", "unpause":
+		return true
+	}
+	return false
+}
+
+// composeCmdIn prepares compose on a project as it is, with dir as the
+// project directory: a staging worktree, where only images are pulled.
 func (w *worker) composeCmdIn(ctx context.Context, project []byte, dir string, args ...string) *exec.Cmd {
 	full := append([]string{"compose", "-p", w.svc.Name, "-f", "-", "--project-directory", dir}, args...)
 	cmd := w.acct.engineCommand(ctx, w.composeEnv(), w.d.flags.docker, full...)
@@ -40,19 +59,28 @@ func (w *worker) composeCmdIn(ctx context.Context, project []byte, dir string, a
 	return cmd
 }
 
-// runCompose runs compose with args on project. Its output goes to out (may be
-// nil); errors carry the end of compose's standard error.
+// runCompose runs compose with args on project in the live checkout. Its
+// output goes to out (may be nil); errors carry the end of compose's
+// standard error.
 func (w *worker) runCompose(ctx context.Context, project []byte, out io.Writer, args ...string) error {
-	return w.runComposeIn(ctx, project, w.checkout, out, args...)
+	cmd, err := w.composeCmd(ctx, project, args...)
+	if err != nil {
+		return fmt.Errorf("compose %s: %w", args[0], err)
+	}
+	return w.runComposeCmd(cmd, out, args)
 }
 
+// runComposeIn runs compose on a project as it is, in dir.
 func (w *worker) runComposeIn(ctx context.Context, project []byte, dir string, out io.Writer, args ...string) error {
-	cmd := w.composeCmdIn(ctx, project, dir, args...)
-	var stderr bytes.Buffer
+	return w.runComposeCmd(w.composeCmdIn(ctx, project, dir, args...), out, args)
+}
+
+func (w *worker) runComposeCmd(cmd *exec.Cmd, out io.Writer, args []string) error {
+	stderr := newTail(maxTail)
 	cmd.Stdout = out
-	cmd.Stderr = &stderr
+	cmd.Stderr = stderr
 	if out != nil {
-		cmd.Stderr = io.MultiWriter(&stderr, out)
+		cmd.Stderr = io.MultiWriter(stderr, out)
 	}
 	w.log.Debug("run", "cmd", "docker compose "+strings.Join(args, " "))
 	err := cmd.Run()

@@ -185,6 +185,9 @@ func (d *Daemon) start() error {
 	if err := os.Chmod(filepath.Join(d.flags.dir, ".pgo"), 0o700); err != nil {
 		return err
 	}
+	if err := mountPinsDir(pinsDir(d.flags.dir)); err != nil {
+		return err
+	}
 	hostKey, err := loadOrCreateHostKey(d.flags.hostKey)
 	if err != nil {
 		return fmt.Errorf("host key: %w", err)
@@ -421,6 +424,9 @@ func (d *Daemon) remove(ctx context.Context, name string, unmountData bool) {
 		if err := unmount(ctx, "umount", filepath.Join(d.flags.datadir, name)); err != nil {
 			d.log.Warn(fmt.Sprintf("[%s] unmount: %v", name, err))
 		}
+	}
+	if err := unpinAll(filepath.Join(pinsDir(d.flags.dir), name)); err != nil {
+		d.log.Error(fmt.Sprintf("[%s] bind pins: %v", name, err))
 	}
 	for _, p := range []string{filepath.Join(d.flags.dir, name), state.dir, filepath.Join(d.flags.dir, name+".stop"),
 		filepath.Join(d.flags.dir, ".gitconfig", name)} {

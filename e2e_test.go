@@ -259,8 +259,30 @@ func startDaemon(t *testing.T, cfg string, extra ...string) *daemonProc {
 		// The config as the test left it too: a reload may have added services.
 		final, _ := os.ReadFile(d.config)
 		downProjects(t, cfg+"\n"+string(final))
+		unmountUnder(t, root)
 	})
 	return d
+}
+
+// unmountUnder undoes every mount below dir (pgod's bind pins and their
+// tmpfs), deepest first, so that the temporary directory can go.
+func unmountUnder(t *testing.T, dir string) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Errorf("mountinfo: %v", err)
+		return
+	}
+	var points []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			points = append(points, f[4])
+		}
+	}
+	for i := len(points) - 1; i >= 0; i-- {
+		if out, err := exec.Command("umount", "-l", points[i]).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %s", points[i], firstLine(out, err))
+		}
+	}
 }
 
 func (d *daemonProc) start(t *testing.T, extra ...string) {

@@ -110,7 +110,7 @@ func (w *worker) compose(ctx context.Context, args ...string) (*exec.Cmd, error)
 	if project == nil {
 		return nil, errNotDeployed
 	}
-	return w.composeCmd(ctx, project, args...), nil
+	return w.composeCmd(ctx, project, args...)
 }
 
 func (w *worker) docker(ctx context.Context, args ...string) (*exec.Cmd, error) {

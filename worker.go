@@ -33,6 +33,7 @@ type worker struct {
 	data     string     // <datadir>/<name>
 	stopFile string     // <dir>/<name>.stop
 	state    statePaths // <dir>/.pgo/<name>
+	pins     *pinner    // <dir>/.pgo/pins/<name>
 
 	opLock  chan struct{} // held by the one operation running
 	trigger *trigger      // a webhook asks for a sync; bursts coalesce into one
@@ -64,9 +65,11 @@ func newWorker(d *Daemon, svc *Service, acct *account) *worker {
 		data:     filepath.Join(d.flags.datadir, svc.Name),
 		stopFile: filepath.Join(d.flags.dir, svc.Name+".stop"),
 		state:    statePaths{filepath.Join(d.flags.dir, ".pgo", svc.Name)},
-		opLock:   make(chan struct{}, 1),
-		trigger:  newTrigger(),
-		done:     make(chan struct{}),
+		pins: &pinner{dir: filepath.Join(pinsDir(d.flags.dir), svc.Name),
+			roots: []string{filepath.Join(d.flags.dir, svc.Name), filepath.Join(d.flags.datadir, svc.Name)}},
+		opLock:  make(chan struct{}, 1),
+		trigger: newTrigger(),
+		done:    make(chan struct{}),
 	}
 	w.repo = &repo{dir: w.checkout, url: svc.Repository, branch: svc.Branch, acct: acct, secrets: w.secrets, log: w.log,
 		observe: func(cmd string, err error) { d.metrics.command(svc.Name, cmd, err) }}
@@ -516,6 +519,9 @@ func (w *worker) deploy(ctx context.Context, out io.Writer) error {
 	w.update(func(s *savedState) { s.Deployed, s.LastResult, s.LastError, s.Failed = commit, resultOK, "", "" })
 	w.d.metrics.deploy(w.svc.Name, resultOK)
 	w.say(out, "deployed %s (%d services changed)", short(commit), changedServices(deployed, project))
+	if err := w.pins.unpinUnused(project); err != nil {
+		w.log.Warn("bind pins of the last deploy: " + err.Error())
+	}
 	go w.d.updateCaddy() // URLs may point at new containers; not under this service's lock
 	release()            // repair takes a slot of its own
 	return w.repair(ctx, out)
