@@ -31,7 +31,7 @@ vet:
 	@if command -v staticcheck >/dev/null; then staticcheck ./... && staticcheck -tags e2e ./...; else echo "staticcheck not installed, skipped"; fi
 
 unit:
-	$(GO) test -count=1 ./...
+	$(GO) test -race -count=1 ./...
 
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
@@ -40,7 +40,7 @@ fuzz:
 	done
 
 e2e: build
-	$(GO) test -tags e2e -count=1 -timeout 40m -run '^TestE2E' -v . 2>&1 | tee e2e.log | grep -E '^(=== RUN|--- |E2E SKIPPED|PASS|FAIL|ok )|_test.go:[0-9]+:'; exit $${PIPESTATUS[0]}
+	$(GO) test -race -tags e2e -count=1 -timeout 40m -run '^TestE2E' -v . 2>&1 | tee e2e.log | grep -E '^(=== RUN|--- |E2E SKIPPED|PASS|FAIL|ok )|_test.go:[0-9]+:'; exit $${PIPESTATUS[0]}
 
 bench: build
 	./scripts/bench

@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -121,11 +122,12 @@ type Daemon struct {
 	health  *health
 	slots   chan struct{} // bounds compose pulls and ups across services
 
-	mu      sync.Mutex // guards cfg and workers
+	mu      sync.Mutex // guards cfg, workers and locks
 	cfg     *Config
 	workers map[string]*worker
+	locks   map[string]*serviceLock // by service name, kept across reloads
 
-	caddyMu sync.Mutex // one snippet write and reload at a time
+	caddy *trigger // asks the Caddy loop to write the snippets and reload
 }
 
 // runDaemon is pgod's main.
@@ -140,6 +142,8 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 		health:  newHealth(),
 		slots:   make(chan struct{}, flags.maxParallel),
 		workers: map[string]*worker{},
+		locks:   map[string]*serviceLock{},
+		caddy:   newTrigger(),
 	}
 	d.metrics = newMetrics(d.statuses)
 	// pgod's heap is small and steady; collecting at half the default growth
@@ -166,7 +170,9 @@ func (d *Daemon) start() error {
 	if err != nil {
 		return err
 	}
-	v, err := composeVersion(ctx, d.flags.docker)
+	vctx, vcancel := context.WithTimeout(ctx, commandTimeout)
+	v, err := composeVersion(vctx, d.flags.docker)
+	vcancel()
 	if err != nil {
 		return err
 	}
@@ -204,9 +210,12 @@ func (d *Daemon) start() error {
 		version, v, len(cfg.Services), sshLn.Addr(), httpLn.Addr()))
 
 	srv := newSSHServer(d, hostKey, d.log, d.metrics)
+	var listenerDied atomic.Bool
 	go func() {
 		if err := srv.serve(ctx, sshLn); err != nil && ctx.Err() == nil {
 			d.log.Error("ssh server stopped: " + err.Error())
+			listenerDied.Store(true)
+			cancel()
 		}
 	}()
 	httpSrv := &http.Server{
@@ -216,13 +225,26 @@ func (d *Daemon) start() error {
 		WriteTimeout:      30 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}
-	go httpSrv.Serve(httpLn)
+	go func() {
+		// A listener that dies takes metrics, health and webhooks with it:
+		// pgod stops and says why, and systemd starts it again. The
+		// services' containers keep running meanwhile.
+		if err := httpSrv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) && ctx.Err() == nil {
+			d.log.Error("metrics, health and webhook listener stopped: " + err.Error())
+			listenerDied.Store(true)
+		}
+		cancel()
+	}()
 	defer httpSrv.Close()
+	go d.caddyLoop(ctx)
 
 	d.removeStale(ctx, cfg)
 	d.apply(ctx, cfg, accounts)
 	d.loop(ctx)
 	d.stopAll()
+	if listenerDied.Load() {
+		return errors.New("a listener stopped (see the log above); containers keep running")
+	}
 	d.log.Info("pgod stopped; containers keep running")
 	return nil
 }
@@ -238,6 +260,8 @@ func (d *Daemon) loop(ctx context.Context) {
 	for {
 		d.health.beat("main", 30*time.Second)
 		select {
+		case <-ctx.Done():
+			return
 		case sig := <-sigs:
 			if sig != syscall.SIGHUP {
 				d.log.Info("received " + sig.String() + ", stopping")
@@ -298,8 +322,14 @@ func (d *Daemon) accounts(cfg *Config) (map[string]*account, error) {
 }
 
 // ensureHome gives an account without a usable home one under <dir>/.home,
-// where docker keeps its config and registry logins.
+// where docker keeps its config and registry logins. A home inside a data
+// directory or a checkout is refused: a container or a commit could plant
+// ~/.docker/cli-plugins/docker-compose there, and pgod runs it with the
+// docker group.
 func (d *Daemon) ensureHome(a *account) error {
+	if err := d.homeOutOfReach(a); err != nil {
+		return err
+	}
 	if fi, err := os.Stat(a.Home); err == nil && fi.IsDir() {
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok && (st.Uid == a.UID || a.root()) {
 			return nil
@@ -316,6 +346,26 @@ func (d *Daemon) ensureHome(a *account) error {
 	return os.Chown(a.Home, int(a.UID), int(a.GID))
 }
 
+// homeOutOfReach refuses a home that lies where teams write: under --datadir,
+// or under --dir other than pgod's own <dir>/.home.
+func (d *Daemon) homeOutOfReach(a *account) error {
+	home, err := resolveHostPath(filepath.Clean(a.Home))
+	if err != nil || a.Home == "" || !filepath.IsAbs(a.Home) {
+		return nil // no usable home: pgod makes one under <dir>/.home
+	}
+	for _, dir := range []string{d.flags.datadir, d.flags.dir} {
+		root, err := resolveHostPath(dir)
+		if err != nil {
+			continue
+		}
+		if pathWithin(home, root) && !pathWithin(home, filepath.Join(root, ".home")) {
+			return fmt.Errorf("user %s: home %s is inside %s, where services' containers or commits write; give the user a home elsewhere (or none: pgod then uses %s)",
+				a.Name, a.Home, dir, filepath.Join(d.flags.dir, ".home", a.Name))
+		}
+	}
+	return nil
+}
+
 // apply starts, stops or re-tracks workers so that they match cfg. A service
 // whose settings did not change keeps its worker untouched.
 func (d *Daemon) apply(ctx context.Context, cfg *Config, accounts map[string]*account) {
@@ -330,7 +380,12 @@ func (d *Daemon) apply(ctx context.Context, cfg *Config, accounts map[string]*ac
 			delete(old, s.Name)
 			continue
 		}
-		w := newWorker(d, s, accounts[s.User])
+		lock := d.locks[s.Name]
+		if lock == nil {
+			lock = newServiceLock()
+			d.locks[s.Name] = lock
+		}
+		w := newWorker(d, s, accounts[s.User], lock)
 		d.workers[s.Name] = w
 		start = append(start, w)
 	}
@@ -344,7 +399,12 @@ func (d *Daemon) apply(ctx context.Context, cfg *Config, accounts map[string]*ac
 		}
 		d.log.Info("[" + name + "] removed from the config, bringing it down")
 		d.health.forget("worker/" + name)
-		d.remove(ctx, name, w.svc.Mount != "")
+		// Off the main loop: the service's lock may be held by an SSH op of
+		// the old worker, and signals must still be answered meanwhile.
+		go d.lockFor(name).hold(ctx, "removal", func() error {
+			d.remove(ctx, name, w.svc.Mount != "")
+			return nil
+		})
 	}
 	for _, w := range start {
 		if err := w.restore(); err != nil {
@@ -354,7 +414,17 @@ func (d *Daemon) apply(ctx context.Context, cfg *Config, accounts map[string]*ac
 		w.cancel = cancel
 		go w.run(wctx)
 	}
-	d.updateCaddy()
+	d.caddy.fire()
+}
+
+// lockFor returns the lock of the service called name, made on first use.
+func (d *Daemon) lockFor(name string) *serviceLock {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.locks[name] == nil {
+		d.locks[name] = newServiceLock()
+	}
+	return d.locks[name]
 }
 
 // sameService compares two configs of one service, ignoring where they stood in the file.
@@ -402,8 +472,11 @@ func (d *Daemon) removeStale(ctx context.Context, cfg *Config) {
 }
 
 // remove brings a service's project down as root (its user may be gone too)
-// and deletes its checkout and state; the data directory is kept.
+// and deletes its checkout and state; the data directory is kept. The caller
+// holds the service's lock.
 func (d *Daemon) remove(ctx context.Context, name string, unmountData bool) {
+	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
 	state := statePaths{filepath.Join(d.flags.dir, ".pgo", name)}
 	args := []string{"compose", "-p", name}
 	project, _ := readOptional(state.deployed())
@@ -416,8 +489,10 @@ func (d *Daemon) remove(ctx context.Context, name string, unmountData bool) {
 	if project != nil {
 		cmd.Stdin = strings.NewReader(string(project))
 	}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		d.log.Error(fmt.Sprintf("[%s] compose down: %v: %s", name, err, lastLines(strings.TrimSpace(string(out)), 3)))
+	out := newTail(maxTail)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Run(); err != nil {
+		d.log.Error(fmt.Sprintf("[%s] compose down: %v: %s", name, err, lastLines(strings.TrimSpace(out.String()), 3)))
 		return
 	}
 	if unmountData {

@@ -31,7 +31,8 @@ func newFakeDocker(t *testing.T) *fakeDocker {
 	if err != nil {
 		t.Skip("needs docker for rendering")
 	}
-	f := &fakeDocker{dir: t.TempDir()}
+	f := &fakeDocker{dir: traversable(t, t.TempDir())}
+	os.Chmod(f.dir, 0o777) // the service's user records its calls here
 	script := `#!/bin/sh
 # substitute docker: compose config goes to the real one; the rest is recorded.
 dir='` + f.dir + `'
@@ -91,7 +92,7 @@ type gitRepo struct{ bare, work string }
 
 func newGitRepo(t *testing.T) *gitRepo {
 	t.Helper()
-	root := t.TempDir()
+	root := traversable(t, t.TempDir())
 	g := &gitRepo{bare: filepath.Join(root, "up.git"), work: filepath.Join(root, "work")}
 	gitT(t, root, "init", "-q", "--bare", "-b", "main", g.bare)
 	gitT(t, root, "init", "-q", "-b", "main", g.work)
@@ -119,11 +120,32 @@ func (g *gitRepo) push(t *testing.T, compose string) string {
 	return gitT(t, g.work, "rev-parse", "HEAD")
 }
 
-// testWorker makes a worker for a service whose policy is enforced (its user
-// is not root by name) although its commands run as the test's own user.
+// traversable opens dir and its parent for other users: the worker runs git
+// and compose as the service's user, not as the test.
+func traversable(t *testing.T, dir string) string {
+	t.Helper()
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// testUID is the service user's uid and gid in worker tests: nobody when the
+// tests run as root, as pgod does (a uid 0 service is trusted and its policy
+// only warns), else the test's own user.
+func testUID() (uint32, uint32) {
+	if os.Getuid() == 0 {
+		return 65534, 65534
+	}
+	return uint32(os.Getuid()), uint32(os.Getgid())
+}
+
+// testWorker makes a worker for a service whose policy is enforced.
 func testWorker(t *testing.T, fake *fakeDocker, upstream string) (*worker, *bytes.Buffer) {
 	t.Helper()
-	root := t.TempDir()
+	root := traversable(t, t.TempDir())
 	var logs bytes.Buffer
 	d := &Daemon{
 		flags: &daemonFlags{dir: filepath.Join(root, "state"), datadir: filepath.Join(root, "data"),
@@ -132,12 +154,18 @@ func testWorker(t *testing.T, fake *fakeDocker, upstream string) (*worker, *byte
 		health:  newHealth(),
 		slots:   make(chan struct{}, 1),
 		workers: map[string]*worker{},
+		locks:   map[string]*serviceLock{},
+		caddy:   newTrigger(),
 	}
 	d.metrics = newMetrics(d.statuses)
+	os.MkdirAll(d.flags.dir, 0o755)
 	os.MkdirAll(filepath.Join(d.flags.dir, ".pgo"), 0o700)
 	svc := &Service{Name: "web", User: "svc", Repository: upstream, Branch: "main"}
-	acct := &account{Name: "svc", UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), Home: filepath.Join(root, "home")}
-	w := newWorker(d, svc, acct)
+	uid, gid := testUID()
+	acct := &account{Name: "svc", UID: uid, GID: gid, Home: filepath.Join(root, "home")}
+	os.MkdirAll(acct.Home, 0o755)
+	os.Chown(acct.Home, int(uid), int(gid))
+	w := newWorker(d, svc, acct, newServiceLock())
 	d.workers["web"] = w
 	d.cfg = &Config{Services: []*Service{svc}}
 	if err := w.restore(); err != nil {
@@ -407,7 +435,7 @@ func TestWorkerWaitsForItsMount(t *testing.T) {
 	if st := w.status(); !strings.Contains(st.LastError, "access denied") || st.Deployed != "" {
 		t.Fatalf("status without the mount: %+v", st)
 	}
-	if w.prepared {
+	if w.prepared.Load() {
 		t.Error("a failed mount counts as prepared, so the poll would not back off")
 	}
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -128,6 +129,20 @@ func sameNFSSource(mounted, want string) bool {
 		return s
 	}
 	return trim(mounted) == trim(want)
+}
+
+// mountedAt reports whether something is mounted at dir; a dir that does not
+// exist has nothing mounted.
+func mountedAt(dir string) (bool, error) {
+	resolved, err := resolvePath(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	_, mounted, err := mountAt(mountinfoPath, resolved)
+	return mounted, err
 }
 
 // resolvePath makes target absolute with symlinks resolved, as the kernel lists it.

@@ -117,9 +117,22 @@ func (w *worker) docker(ctx context.Context, args ...string) (*exec.Cmd, error) 
 	return w.acct.engineCommand(ctx, w.composeEnv(), w.d.flags.docker, args...), nil
 }
 
+// caddyLoop writes the snippets and reloads Caddy whenever asked, one update
+// at a time: requests that arrive meanwhile coalesce into one more update.
+func (d *Daemon) caddyLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.caddy.C():
+			d.updateCaddy(ctx)
+		}
+	}
+}
+
 // updateCaddy writes the Caddyfile snippet of every service with an import
 // key and runs its reload command when the snippet changed.
-func (d *Daemon) updateCaddy() {
+func (d *Daemon) updateCaddy(ctx context.Context) {
 	d.mu.Lock()
 	cfg := d.cfg
 	var targets []*worker
@@ -129,8 +142,6 @@ func (d *Daemon) updateCaddy() {
 		}
 	}
 	d.mu.Unlock()
-	d.caddyMu.Lock()
-	defer d.caddyMu.Unlock()
 	for _, w := range targets {
 		if !w.repo.cloned() {
 			continue
@@ -145,24 +156,29 @@ func (d *Daemon) updateCaddy() {
 			w.log.Error("caddy import: " + err.Error())
 			continue
 		}
-		os.Lchown(path, int(w.acct.UID), int(w.acct.GID)) // never follow a link the user swapped in
+		// Never follow a link the user swapped in.
+		if err := os.Lchown(path, int(w.acct.UID), int(w.acct.GID)); err != nil {
+			w.log.Error("caddy import: " + err.Error())
+		}
 		if changed {
 			w.log.Info("wrote " + path)
 		}
 		// A reload that failed (say, before the proxy's first deploy) is tried again.
 		if st, _, _ := w.snapshot(); changed || st.ReloadErr != "" {
-			d.runReload(w)
+			d.runReload(ctx, w)
 		}
 	}
 }
 
 // runReload runs a service's reload command, "host:name//exec SERVICE CMD...",
 // as "docker compose exec -T SERVICE CMD..." in the named service's project.
-func (d *Daemon) runReload(owner *worker) {
+func (d *Daemon) runReload(ctx context.Context, owner *worker) {
 	if owner.svc.Reload == "" {
 		return
 	}
-	err := d.execReload(owner.svc.Reload)
+	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	err := d.execReload(ctx, owner.svc.Reload)
 	msg := ""
 	if err != nil {
 		msg = err.Error()
@@ -173,7 +189,7 @@ func (d *Daemon) runReload(owner *worker) {
 	owner.update(func(s *savedState) { s.ReloadErr = msg })
 }
 
-func (d *Daemon) execReload(reload string) error {
+func (d *Daemon) execReload(ctx context.Context, reload string) error {
 	_, name, args, err := parseReload(reload)
 	if err != nil {
 		return err
@@ -182,12 +198,17 @@ func (d *Daemon) execReload(reload string) error {
 	if w == nil {
 		return fmt.Errorf("reload: no service %q", name)
 	}
-	cmd, err := w.compose(context.Background(), append([]string{"exec", "-T"}, args...)...)
+	cmd, err := w.compose(ctx, append([]string{"exec", "-T"}, args...)...)
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("reload: %v: %s", err, lastLines(strings.TrimSpace(string(out)), 3))
+	out := newTail(maxTail)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("no answer within %s", commandTimeout)
+		}
+		return fmt.Errorf("reload: %v: %s", err, lastLines(strings.TrimSpace(out.String()), 3))
 	}
 	return nil
 }

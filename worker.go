@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -20,7 +21,9 @@ import (
 
 // worker tracks one service: it polls the branch, judges new commits, deploys
 // accepted ones and keeps them running. Every operation that changes the
-// service runs under opLock, so deploys and SSH ops never interleave.
+// service runs under its lock, so deploys and SSH ops never interleave; the
+// lock belongs to the service's name, not to the worker, so that the worker
+// a config reload starts waits for what the old one still runs.
 type worker struct {
 	d       *Daemon
 	svc     *Service
@@ -35,13 +38,14 @@ type worker struct {
 	state    statePaths // <dir>/.pgo/<name>
 	pins     *pinner    // <dir>/.pgo/pins/<name>
 
-	opLock  chan struct{} // held by the one operation running
-	trigger *trigger      // a webhook asks for a sync; bursts coalesce into one
+	lock    *serviceLock // held by the one operation running on the service
+	trigger *trigger     // a webhook asks for a sync; bursts coalesce into one
 	cancel  context.CancelFunc
 	done    chan struct{}
 
-	prepared bool // the last sync got past clone and mount; only touched under opLock
+	prepared atomic.Bool // the last sync got past clone and mount
 
+	saveMu    sync.Mutex // orders state saves: the last one written is the newest
 	mu        sync.Mutex // guards the fields below
 	st        savedState
 	deployed  []byte // project running, canonical JSON
@@ -54,7 +58,7 @@ type worker struct {
 // errNotDeployed is returned by ops that need a deployed project before the first deploy.
 var errNotDeployed = errors.New("not deployed yet")
 
-func newWorker(d *Daemon, svc *Service, acct *account) *worker {
+func newWorker(d *Daemon, svc *Service, acct *account, lock *serviceLock) *worker {
 	w := &worker{
 		d:        d,
 		svc:      svc,
@@ -67,7 +71,7 @@ func newWorker(d *Daemon, svc *Service, acct *account) *worker {
 		state:    statePaths{filepath.Join(d.flags.dir, ".pgo", svc.Name)},
 		pins: &pinner{dir: filepath.Join(pinsDir(d.flags.dir), svc.Name),
 			roots: []string{filepath.Join(d.flags.dir, svc.Name), filepath.Join(d.flags.datadir, svc.Name)}},
-		opLock:  make(chan struct{}, 1),
+		lock:    lock,
 		trigger: newTrigger(),
 		done:    make(chan struct{}),
 	}
@@ -114,7 +118,7 @@ func (w *worker) run(ctx context.Context) {
 	// interval, so that services started together do not poll together.
 	first := true
 	for {
-		err := w.serialize(ctx, func() error {
+		err := w.lock.hold(ctx, "poll", func() error {
 			sctx, cancel := context.WithTimeout(ctx, syncTimeout)
 			defer cancel()
 			return w.sync(sctx, nil, false)
@@ -126,7 +130,7 @@ func (w *worker) run(ctx context.Context) {
 		if first {
 			next, first = time.Duration(rand.Int64N(int64(w.d.flags.duration))), false
 		}
-		if err != nil && !w.prepared {
+		if err != nil && !w.prepared.Load() {
 			// The first clone and the NFS mount are retried quickly and then
 			// less often, never given up; nothing deploys meanwhile.
 			next = min(backoff, next)
@@ -148,9 +152,13 @@ func (w *worker) run(ctx context.Context) {
 	}
 }
 
-// syncTimeout bounds one poll's work, pulls of large images included, so a
-// hung git or compose cannot hold a service forever.
+// syncTimeout bounds one poll's or op's work, pulls of large images
+// included, so a hung git or compose cannot hold a service forever.
 const syncTimeout = time.Hour
+
+// commandTimeout bounds a command that should answer quickly: compose's
+// version, a Caddy reload, the down of a removed service.
+const commandTimeout = 2 * time.Minute
 
 // jitter spreads polls of many services over ±10% of the interval.
 func jitter(d time.Duration) time.Duration {
@@ -161,16 +169,15 @@ func jitter(d time.Duration) time.Duration {
 	return d - d/10 + time.Duration(rand.Int64N(spread))
 }
 
-// serialize runs f holding the service's operation lock.
+// serialize runs an SSH op's f holding the service's lock. It waits for the
+// lock only briefly: a client (a CI deploy step) gets an answer saying what
+// holds the service rather than hang behind a long pull or a stalled git.
 func (w *worker) serialize(ctx context.Context, f func() error) error {
-	select {
-	case w.opLock <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	defer func() { <-w.opLock }()
-	return f()
+	return w.lock.tryHold(ctx, "an SSH op", opLockWait, f)
 }
+
+// opLockWait is how long an SSH op waits for the service's lock.
+const opLockWait = 10 * time.Second
 
 // say reports progress to an SSH client (when out is set) and to the log.
 func (w *worker) say(out io.Writer, format string, args ...any) {
@@ -181,8 +188,11 @@ func (w *worker) say(out io.Writer, format string, args ...any) {
 	}
 }
 
-// update changes the state under the lock and persists it.
+// update changes the state under the lock and persists it. Saves are
+// ordered, so an older snapshot is never written after a newer one.
 func (w *worker) update(f func(*savedState)) {
+	w.saveMu.Lock()
+	defer w.saveMu.Unlock()
 	w.mu.Lock()
 	f(&w.st)
 	st := w.st
@@ -220,11 +230,11 @@ func (w *worker) snapshot() (savedState, []byte, []byte) {
 // judge a new commit, deploy it or keep what runs running. force retries a
 // commit whose deploy failed before.
 func (w *worker) sync(ctx context.Context, out io.Writer, force bool) error {
-	w.prepared = false
+	w.prepared.Store(false)
 	if err := w.prepare(ctx); err != nil {
 		return w.failSync(out, err)
 	}
-	w.prepared = true
+	w.prepared.Store(true)
 	upstream, err := w.repo.upstream(ctx)
 	if err != nil {
 		return w.failSync(out, err)
@@ -302,8 +312,18 @@ func (w *worker) prepare(ctx context.Context) error {
 // ensureDirs makes the data directory, owned by the service's user, and the
 // user's home for docker's config when its own is unusable.
 func (w *worker) ensureDirs() error {
-	if err := w.ownDir(w.data, 0o750); err != nil {
+	// Once something is mounted there (the service's NFS share), the data
+	// directory is the share's root: chowning it would reach through the
+	// mount, and under root_squash fail and block the service. The mount
+	// point itself was given to the user before the first mount.
+	mounted, err := mountedAt(w.data)
+	if err != nil {
 		return err
+	}
+	if !mounted {
+		if err := w.ownDir(w.data, 0o750); err != nil {
+			return err
+		}
 	}
 	if err := w.ownDir(filepath.Join(w.acct.Home, ".docker"), 0o700); err != nil {
 		return fmt.Errorf("home of %s: %w", w.acct.Name, err)
@@ -433,7 +453,7 @@ func (w *worker) refuse(out io.Writer, commit string, violations []violation) bo
 	for i, v := range violations {
 		reasons[i] = v.String()
 	}
-	if w.svc.User == "root" {
+	if w.acct.root() {
 		for _, r := range reasons {
 			w.log.Warn("policy (not enforced for root): " + r)
 		}
@@ -457,7 +477,7 @@ func (w *worker) renderRequest(dir string) renderRequest {
 		DataDir:  w.data,
 		Account:  w.acct,
 		Docker:   w.d.flags.docker,
-		Trusted:  w.svc.User == "root",
+		Trusted:  w.acct.root(),
 	}
 }
 
@@ -478,6 +498,10 @@ func (w *worker) converge(ctx context.Context, out io.Writer, force bool) error 
 		w.say(out, "commit %s changes nothing that runs", short(st.Validated))
 	}
 	switch {
+	case changed && st.Failed == st.Validated && !force:
+		// Also when nothing was deployed yet: a failed commit waits for a
+		// new one, a git pull or an up, as README and pgo.8 say.
+		w.debugOrSay(out, false, "commit %s failed to deploy before; waiting for a new one or a git pull", short(st.Validated))
 	case changed && deployed != nil && !xPgoReload(validated) && !force:
 		w.debugOrSay(out, false, "commit %s is checked out; x-pgo reload is false, so it deploys on the next up", short(st.Validated))
 	case changed:
@@ -504,7 +528,7 @@ func (w *worker) deploy(ctx context.Context, out io.Writer) error {
 	defer release()
 	w.update(func(s *savedState) { s.LastDeploy = time.Now() })
 
-	if v := recheckPaths(project, w.renderRequest(w.checkout)); len(v) > 0 && w.svc.User != "root" {
+	if v := recheckPaths(project, w.renderRequest(w.checkout)); len(v) > 0 && !w.acct.root() {
 		return w.failDeploy(ctx, out, commit, fmt.Errorf("host paths changed since the check: %s", v[0]), false)
 	}
 	if err := w.runCompose(ctx, project, out, "up", "-d", "--remove-orphans", "--quiet-pull"); err != nil {
@@ -522,8 +546,8 @@ func (w *worker) deploy(ctx context.Context, out io.Writer) error {
 	if err := w.pins.unpinUnused(project); err != nil {
 		w.log.Warn("bind pins of the last deploy: " + err.Error())
 	}
-	go w.d.updateCaddy() // URLs may point at new containers; not under this service's lock
-	release()            // repair takes a slot of its own
+	w.d.caddy.fire() // URLs may point at new containers; the Caddy loop runs outside this service's lock
+	release()        // repair takes a slot of its own
 	return w.repair(ctx, out)
 }
 
@@ -711,4 +735,63 @@ func short(commit string) string {
 		return commit[:7]
 	}
 	return commit
+}
+
+// serviceLock is held by the one operation that changes a service: a poll,
+// a deploy or an SSH op. It outlives the worker: the daemon keeps one per
+// service name across config reloads. It says who holds it, for the answer
+// an SSH op gets when it cannot wait.
+type serviceLock struct {
+	c chan struct{}
+
+	mu     sync.Mutex
+	holder string
+	since  time.Time
+}
+
+func newServiceLock() *serviceLock { return &serviceLock{c: make(chan struct{}, 1)} }
+
+// hold runs f with the lock, waiting for it as long as ctx allows.
+func (l *serviceLock) hold(ctx context.Context, who string, f func() error) error {
+	select {
+	case l.c <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return l.run(who, f)
+}
+
+// tryHold runs f with the lock, waiting at most wait for it.
+func (l *serviceLock) tryHold(ctx context.Context, who string, wait time.Duration, f func() error) error {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case l.c <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		l.mu.Lock()
+		holder, since := l.holder, l.since
+		l.mu.Unlock()
+		return &busyError{holder: holder, since: since}
+	}
+	return l.run(who, f)
+}
+
+func (l *serviceLock) run(who string, f func() error) error {
+	l.mu.Lock()
+	l.holder, l.since = who, time.Now()
+	l.mu.Unlock()
+	defer func() { <-l.c }()
+	return f()
+}
+
+// busyError answers an op that found the service busy for too long.
+type busyError struct {
+	holder string
+	since  time.Time
+}
+
+func (e *busyError) Error() string {
+	return fmt.Sprintf("busy: %s has been running on the service for %s; try again later", e.holder, time.Since(e.since).Round(time.Second))
 }
