@@ -104,7 +104,9 @@ func TestUpdateSavesTheNewestState(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w.update(func(s *savedState) { s.LastError = fmt.Sprint(len(s.LastError) + 1) + strings.Repeat("x", len(s.LastError)) })
+			w.update(func(s *savedState) {
+				s.LastError = fmt.Sprint(len(s.LastError)+1) + strings.Repeat("x", len(s.LastError))
+			})
 		}()
 	}
 	wg.Wait()
