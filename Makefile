@@ -39,8 +39,11 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) . || exit 1; \
 	done
 
+# The end-to-end tests run a pgo built with the race detector too, which stops
+# at the first data race it sees in the daemon.
 e2e: build
-	$(GO) test -race -tags e2e -count=1 -timeout 40m -run '^TestE2E' -v . 2>&1 | tee e2e.log | grep -E '^(=== RUN|--- |E2E SKIPPED|PASS|FAIL|ok )|_test.go:[0-9]+:'; exit $${PIPESTATUS[0]}
+	$(GO) build -race -ldflags "-X main.version=$(VERSION)" -o pgo-race .
+	PGO_BINARY=$(CURDIR)/pgo-race GORACE=halt_on_error=1 $(GO) test -race -tags e2e -count=1 -timeout 40m -run '^TestE2E' -v . 2>&1 | tee e2e.log | grep -E '^(=== RUN|--- |E2E SKIPPED|PASS|FAIL|ok )|_test.go:[0-9]+:'; exit $${PIPESTATUS[0]}
 
 bench: build
 	./scripts/bench
@@ -58,4 +61,4 @@ install: build
 	ln -sf ../man8/pgo.8 $(DESTDIR)$(PREFIX)/share/man/man1/pgoctl.1
 
 clean:
-	rm -f pgo pgod pgoctl e2e.log *.deb
+	rm -f pgo pgo-race pgod pgoctl e2e.log *.deb

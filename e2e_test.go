@@ -225,10 +225,15 @@ type daemonProc struct {
 	log             bytes.Buffer
 }
 
-// pgoBinary is the binary "make build" made; the tests run it as a user would.
+// pgoBinary is the binary "make build" made, or the one PGO_BINARY names
+// (make e2e builds one with the race detector); the tests run it as a user would.
 func pgoBinary(t *testing.T) string {
 	t.Helper()
-	p, err := filepath.Abs("pgo")
+	name := "pgo"
+	if b := os.Getenv("PGO_BINARY"); b != "" {
+		name = b
+	}
+	p, err := filepath.Abs(name)
 	if err != nil {
 		t.Fatal(err)
 	}
