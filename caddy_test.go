@@ -15,7 +15,7 @@ func caddyServices() []*Service {
 		{Name: "shop", URLs: map[string]string{"shop.example.org": "web:8080", "www.shop.example.org": "web:8080", "api.shop.example.org": "api:3000"}},
 		{Name: "blog", URLs: map[string]string{"blog.example.org": "web:80"}}, // "web" again: another project's
 		{Name: "caddy", Import: "caddy/Caddyfile-import"},
-		{Name: "intranet", URLs: map[string]string{"http://intranet.example.org:8080": "app:8000", "*.wiki.example.org": "wiki:80"}},
+		{Name: "intranet", URLs: map[string]string{"intranet.example.org": "app:8000", "*.wiki.example.org": "wiki:80"}},
 	}
 }
 
@@ -263,13 +263,13 @@ func TestParseReload(t *testing.T) {
 	if host != "localhost" || name != "caddy" || strings.Join(args, " ") != "caddy caddy reload --config /etc/caddy/Caddyfile --adapter caddyfile" {
 		t.Errorf("got %q %q %q", host, name, args)
 	}
-	if host, name, _, err := parseReload("[::1]:proxy//exec  caddy  caddy reload"); err != nil || host != "[::1]" || name != "proxy" {
-		t.Errorf("IPv6 host: %q %q %v", host, name, err)
+	if host, name, _, err := parseReload("localhost:2222:proxy//exec  caddy  caddy reload"); err != nil || host != "localhost:2222" || name != "proxy" {
+		t.Errorf("host with a port: %q %q %v", host, name, err)
 	}
 	for _, bad := range []string{
 		"", "localhost:caddy", "localhost:caddy//", "localhost:caddy//up", "localhost:caddy//exec caddy",
 		"caddy//exec caddy caddy reload", ":caddy//exec c c", "localhost://exec c c", "local host:caddy//exec c c",
-		"localhost:ca ddy//exec c c",
+		"localhost:ca ddy//exec c c", "[::1]:proxy//exec c c", "localhost:Caddy//exec c c",
 	} {
 		if _, _, _, err := parseReload(bad); err == nil {
 			t.Errorf("parseReload(%q) accepted", bad)

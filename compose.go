@@ -110,8 +110,9 @@ func (w *worker) containers(ctx context.Context) ([]psEntry, error) {
 		"--filter", "label=com.docker.compose.project="+w.svc.Name,
 		"--filter", "label=com.docker.compose.oneoff=False",
 		"--format", psFormat)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	var stdout bytes.Buffer
+	stderr := newTail(maxTail)
+	cmd.Stdout, cmd.Stderr = &stdout, stderr
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()

@@ -539,14 +539,8 @@ func validPort(s string) bool {
 
 // validReload checks pgoctl syntax: "host:name//exec SERVICE COMMAND...".
 func validReload(s string) bool {
-	target, op, ok := strings.Cut(s, "//")
-	if !ok {
-		return false
-	}
-	host, name, ok := strings.Cut(target, ":")
-	fields := strings.Fields(op)
-	return ok && hostPortRE.MatchString(host) && validServiceName(name) &&
-		len(fields) >= 3 && fields[0] == "exec" && !strings.ContainsAny(op, "\n\r")
+	_, _, _, err := parseReload(s)
+	return err == nil
 }
 
 // mountProblem says what is wrong with an nfs://host/path URL, or "".

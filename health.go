@@ -9,9 +9,9 @@ import (
 	"time"
 )
 
-// health answers /healthz: every loop of the daemon (the poller of each
-// service, the config watcher, the SSH server, ...) beats regularly and
-// says how long it may stay silent. The daemon is healthy while every
+// health answers /healthz: the daemon's main loop (signals and config
+// reloads) and the poll loop of each service beat regularly and say how
+// long they may stay silent. The daemon is healthy while every
 // loop's last beat is younger than its max age. A stuck loop (a deadlock,
 // a git fetch that never returns) turns /healthz to 503 and names the loop.
 type health struct {

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"strconv"
 	"strings"
 )
 
@@ -56,8 +55,10 @@ func ensureMount(ctx context.Context, mountCmd string, share, target string) err
 		return fmt.Errorf("mount %s: %s is already mounted from %q (%s), not from %s", share, target, m.source, m.fsType, source)
 	}
 	cmd := exec.CommandContext(ctx, mountCmd, "-t", "nfs", "-o", options, source, target)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("mount %s at %s: %v%s", source, target, err, commandOutput(out))
+	out := newTail(maxTail)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("mount %s at %s: %v%s", source, target, err, commandOutput([]byte(out.String())))
 	}
 	return nil
 }
@@ -80,8 +81,10 @@ func unmount(ctx context.Context, umountCmd string, target string) error {
 		return nil
 	}
 	cmd := exec.CommandContext(ctx, umountCmd, target)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("unmount %s: %v%s", target, err, commandOutput(out))
+	out := newTail(maxTail)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("unmount %s: %v%s", target, err, commandOutput([]byte(out.String())))
 	}
 	return nil
 }
@@ -109,15 +112,11 @@ func parseNFSURL(share string) (source, options string, err error) {
 	if strings.Contains(host, ":") {
 		host = "[" + host + "]"
 	}
-	options = nfsOptions
-	if p := u.Port(); p != "" {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 || n > 65535 {
-			return "", "", fmt.Errorf("mount %q: bad port %q", share, p)
-		}
-		options += ",port=" + p
+	if u.Port() != "" {
+		// The config refuses a port too; NFS finds its port through the portmapper.
+		return "", "", fmt.Errorf("mount %q: a port is not supported", share)
 	}
-	return host + ":" + path.Clean(u.Path), options, nil
+	return host + ":" + path.Clean(u.Path), nfsOptions, nil
 }
 
 // sameNFSSource compares mountinfo's source with ours, ignoring a trailing slash.

@@ -172,7 +172,10 @@ func jitter(d time.Duration) time.Duration {
 // serialize runs an SSH op's f holding the service's lock. It waits for the
 // lock only briefly: a client (a CI deploy step) gets an answer saying what
 // holds the service rather than hang behind a long pull or a stalled git.
+// An op has the same deadline as a poll, however long its client stays.
 func (w *worker) serialize(ctx context.Context, f func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
 	return w.lock.tryHold(ctx, "an SSH op", opLockWait, f)
 }
 
@@ -356,8 +359,10 @@ var (
 
 // accept judges commit: render it in a staging worktree, and only when it
 // passes check it out and render it again from the live checkout (paths in the
-// rendered project point there). A rejected commit leaves the checkout and
-// what runs exactly as they were.
+// rendered project point there). Once something runs, a rejected commit
+// leaves the checkout and what runs exactly as they were; before the first
+// deploy the commit is judged in the checkout itself and stays there, its
+// keys never loaded.
 func (w *worker) accept(ctx context.Context, out io.Writer, commit string) error {
 	head, _ := w.repo.head(ctx)
 	if head != commit {
@@ -405,7 +410,13 @@ func (w *worker) accept(ctx context.Context, out io.Writer, commit string) error
 	}
 	if err != nil {
 		if head != "" {
-			w.repo.checkout(ctx, head)
+			// Also when the client went away or pgod is stopping: the
+			// checkout must not be left on a commit that was not judged.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commandTimeout)
+			if rerr := w.repo.checkout(rctx, head); rerr != nil {
+				w.log.Error("cannot put back the checkout of " + short(head) + ": " + rerr.Error())
+			}
+			cancel()
 		}
 		return err
 	}
@@ -591,8 +602,8 @@ func (w *worker) login(ctx context.Context) error {
 	for _, r := range w.svc.registryLogins() {
 		cmd := w.acct.engineCommand(ctx, w.composeEnv(), w.d.flags.docker, "login", "--username", r.User, "--password-stdin", r.Host)
 		cmd.Stdin = strings.NewReader(r.Token)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
+		stderr := newTail(maxTail)
+		cmd.Stderr = stderr
 		err := cmd.Run()
 		w.d.metrics.command(w.svc.Name, "docker login", err)
 		if err != nil {
