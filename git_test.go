@@ -10,9 +10,11 @@ import (
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,11 +72,11 @@ type cmdlineWatch struct {
 	mu      sync.Mutex
 	sweep   chan struct{} // closed when the sweep in progress ends
 	sweeps  int
-	seen    []string
+	seen    map[string]bool // the command lines that held one
 }
 
 func watchCmdlines(t *testing.T, secrets ...string) *cmdlineWatch {
-	w := &cmdlineWatch{stop: make(chan struct{}), sweep: make(chan struct{})}
+	w := &cmdlineWatch{stop: make(chan struct{}), sweep: make(chan struct{}), seen: map[string]bool{}}
 	for _, s := range secrets {
 		w.secrets = append(w.secrets, []byte(s))
 	}
@@ -107,7 +109,7 @@ func (w *cmdlineWatch) scan() {
 		for _, s := range w.secrets {
 			if bytes.Contains(cmdline, s) {
 				w.mu.Lock()
-				w.seen = append(w.seen, "pid "+p.Name()+": "+string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '})))
+				w.seen["pid "+p.Name()+": "+string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))] = true
 				w.mu.Unlock()
 			}
 		}
@@ -144,7 +146,7 @@ func (w *cmdlineWatch) check(t *testing.T) {
 		t.Fatal("the command-line watch never swept /proc")
 	}
 	if len(w.seen) > 0 {
-		t.Fatalf("a secret was on a command line, readable by every local user:\n%s", strings.Join(w.seen, "\n"))
+		t.Fatalf("a secret was on a command line, readable by every local user:\n%s", strings.Join(slices.Sorted(maps.Keys(w.seen)), "\n"))
 	}
 }
 
@@ -311,7 +313,13 @@ func TestUpstreamSilentServerTimesOut(t *testing.T) {
 			held = append(held, c)
 		}
 	}()
-	r := testRepo(t, "http://oauth2:"+randomToken(t)+"@"+ln.Addr().String()+"/up.git")
+	g := newGitRepo(t)
+	g.push(t, goodCompose)
+	r := testRepo(t, g.bare)
+	if err := r.clone(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r.url = "http://oauth2:" + randomToken(t) + "@" + ln.Addr().String() + "/up.git"
 	r.lsRemoteTimeout = time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second) // the sync's deadline
 	defer cancel()
@@ -354,6 +362,10 @@ func TestFetchFromStalledServerEnds(t *testing.T) {
 func TestUpstreamRefusesAnEndlessAnswer(t *testing.T) {
 	g := newGitRepo(t)
 	commit := g.push(t, goodCompose)
+	r := testRepo(t, g.bare)
+	if err := r.clone(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	var refs strings.Builder
 	for i := range maxGitOutput/60 + 1 {
 		fmt.Fprintf(&refs, "%s refs/heads/f%06d/refs/heads/main\n", commit, i)
@@ -361,7 +373,7 @@ func TestUpstreamRefusesAnEndlessAnswer(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(g.bare, "packed-refs"), []byte(refs.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := testRepo(t, g.bare).upstream(context.Background())
+	_, err := r.upstream(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "output exceeds") {
 		t.Fatalf("upstream with %d matching refs: %v, want the output bound", maxGitOutput/60, err)
 	}
