@@ -57,7 +57,8 @@ const (
 )
 
 // credentialHelper answers git's "get" with the credentials in the
-// environment. printf is a shell builtin, so the values are in no argv.
+// environment. git runs it with /bin/sh, where printf is a builtin (dash,
+// bash, busybox), so the values are in no process's argv.
 const credentialHelper = `!f() { test "$1" = get && printf 'username=%s\npassword=%s\n' "$` + usernameEnv + `" "$` + passwordEnv + `"; }; f`
 
 // transports are the protocol names git knows; every one but the upstream's
