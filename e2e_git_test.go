@@ -19,7 +19,7 @@ func TestE2EGitCredentialsNeverOnCommandLine(t *testing.T) {
 	name := uniqueName("gitcred")
 	up := newUpstream(t)
 	first := up.commit(t, map[string]string{"compose.yaml": webCompose("one")})
-	token := randomToken(t)
+	token := randomToken()
 	watch := watchCmdlines(t, token)
 	srv := newGitHTTPServer(t, filepath.Dir(up.bare), "oauth2", token, watch.settle)
 	url := "http://oauth2:" + token + "@" + srv.host + "/" + filepath.Base(up.bare)

@@ -6,11 +6,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
-	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -156,7 +156,7 @@ func testRepo(t *testing.T, url string) *repo {
 	return &repo{dir: filepath.Join(t.TempDir(), "checkout"), url: url, branch: "main", acct: acct, secrets: urlSecrets(url)}
 }
 
-func randomToken(t *testing.T) string {
+func randomToken() string {
 	b := make([]byte, 12)
 	rand.Read(b)
 	return "glpat-" + hex.EncodeToString(b)
@@ -187,7 +187,7 @@ func wantFetched(t *testing.T, r *repo, want string) {
 // server that demands the URL's credentials, while every process's command
 // line on the machine is watched for them.
 func TestRepoCredentialsNeverOnCommandLine(t *testing.T) {
-	token := randomToken(t)
+	token := randomToken()
 	for _, tc := range []struct {
 		name, userinfo, user, password string
 	}{
@@ -227,9 +227,12 @@ func TestRepoCredentialsErrorsAreScrubbed(t *testing.T) {
 	g := newGitRepo(t)
 	g.push(t, goodCompose)
 	srv := newGitHTTPServer(t, filepath.Dir(g.bare), "oauth2", "the-right-one", nil)
-	token := randomToken(t)
+	token := randomToken()
 	r := testRepo(t, "http://oauth2:"+token+"@"+srv.host+"/up.git")
-	for name, err := range map[string]error{"clone": r.clone(context.Background()), "upstream": func() error { _, err := r.upstream(context.Background()); return err }()} {
+	errs := map[string]error{}
+	errs["clone"] = r.clone(context.Background())
+	_, errs["upstream"] = r.upstream(context.Background())
+	for name, err := range errs {
 		if err == nil {
 			t.Fatalf("%s with a wrong token succeeded", name)
 		}
@@ -244,7 +247,7 @@ func TestRepoCredentialsErrorsAreScrubbed(t *testing.T) {
 func TestRepoCredentialsStayWithTheirHost(t *testing.T) {
 	g := newGitRepo(t)
 	g.push(t, goodCompose)
-	token := randomToken(t)
+	token := randomToken()
 	other := newGitHTTPServer(t, filepath.Dir(g.bare), "oauth2", token, nil)
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		http.Redirect(w, req, "http://"+other.host+req.URL.RequestURI(), http.StatusFound)
@@ -319,7 +322,7 @@ func TestUpstreamSilentServerTimesOut(t *testing.T) {
 	if err := r.clone(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	r.url = "http://oauth2:" + randomToken(t) + "@" + ln.Addr().String() + "/up.git"
+	r.url = "http://oauth2:" + randomToken() + "@" + ln.Addr().String() + "/up.git"
 	r.lsRemoteTimeout = time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second) // the sync's deadline
 	defer cancel()
@@ -382,31 +385,32 @@ func TestUpstreamRefusesAnEndlessAnswer(t *testing.T) {
 // TestRepoIgnoresCommandsInTheCheckoutsConfig: a .git/config that someone
 // wrote in the checkout runs none of its commands when pgod polls and fetches.
 func TestRepoIgnoresCommandsInTheCheckoutsConfig(t *testing.T) {
-	token := randomToken(t)
+	token := randomToken()
 	for _, tc := range []struct {
 		name   string
 		config func(r *repo, ran string) string
 		fails  bool // the fetch fails: its URL was rewritten to a command
+		local  bool // the upstream is a file:// URL, not the HTTP server
 	}{
 		{"credential helper", func(r *repo, ran string) string {
 			return "[credential]\n\thelper = !touch " + ran + "\n"
-		}, false},
+		}, false, false},
 		{"ext transport", func(r *repo, ran string) string {
 			s := "[protocol \"ext\"]\n\tallow = always\n"
 			for _, u := range []string{r.url, r.plainURL()} {
 				s += "[url \"ext::sh -c touch% " + ran + "\"]\n\tinsteadOf = " + u + "\n"
 			}
 			return s
-		}, true},
+		}, true, false},
 		{"upload-pack of a remote named as the URL", func(r *repo, ran string) string {
 			return "[remote \"" + r.url + "\"]\n\tuploadpack = touch " + ran + "; git-upload-pack\n"
-		}, false},
+		}, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := newGitRepo(t)
 			g.push(t, goodCompose)
 			url := "file://" + g.bare
-			if tc.name != "upload-pack of a remote named as the URL" {
+			if !tc.local {
 				srv := newGitHTTPServer(t, filepath.Dir(g.bare), "oauth2", token, nil)
 				url = "http://oauth2:" + token + "@" + srv.host + "/up.git"
 			}
