@@ -142,6 +142,7 @@ func (r *repo) remoteEnv() ([]string, error) {
 	return append(r.environ(config), usernameEnv+"="+cred.username, passwordEnv+"="+cred.password), nil
 }
 
+// stall is how long a transfer may move nothing before git gives it up.
 func (r *repo) stall() time.Duration {
 	if r.stallTimeout > 0 {
 		return r.stallTimeout
