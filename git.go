@@ -3,16 +3,26 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // repo runs the system's git on one service's checkout, as the service's
 // user, with a clean environment and neither the global nor the system git
 // config: a team's repository must not be able to reach the host's settings.
+//
+// Credentials in the URL never reach a command line, where every local user
+// could read them in ps: git gets the URL without them, and a credential
+// helper pgod configures hands them over from the environment, which only the
+// same user and root can read.
 type repo struct {
 	dir     string                          // the checkout, <dir>/<name>
 	url     string                          // upstream; may hold credentials
@@ -22,53 +32,272 @@ type repo struct {
 	observe func(command string, err error) // counts commands for metrics; may be nil
 	log     *slog.Logger                    // --debug shows each command
 	config  string                          // git config pgod writes for the user; "" for none
+
+	lsRemoteTimeout time.Duration // how long upstream waits for its answer; 0 for defaultLsRemoteTimeout
+	stallTimeout    time.Duration // a transfer that moves nothing this long is cut off; 0 for defaultStallTimeout
 }
 
-func (r *repo) env() []string {
+const (
+	// defaultLsRemoteTimeout bounds a poll: ls-remote transfers no objects,
+	// so an upstream that has not answered in this time is not going to.
+	defaultLsRemoteTimeout = 30 * time.Second
+	// defaultStallTimeout ends a clone or fetch whose server went silent,
+	// long before the sync's own deadline. A busy server computing a pack
+	// still sends keepalives, so silence this long means a stall.
+	defaultStallTimeout = 60 * time.Second
+	// maxGitOutput bounds what pgod reads of git's standard output; the
+	// longest it parses is ls-remote of one ref, a line.
+	maxGitOutput = 1 << 20
+)
+
+// Environment variables the credential helper reads the URL's credentials from.
+const (
+	usernameEnv = "PGO_GIT_USERNAME"
+	passwordEnv = "PGO_GIT_PASSWORD"
+)
+
+// credentialHelper answers git's "get" with the credentials in the
+// environment. git runs it with /bin/sh, where printf is a builtin (dash,
+// bash, busybox), so the values are in no process's argv.
+const credentialHelper = `!f() { test "$1" = get && printf 'username=%s\npassword=%s\n' "$` + usernameEnv + `" "$` + passwordEnv + `"; }; f`
+
+// transports are the protocol names git knows; every one but the upstream's
+// is pinned to "never", above whatever the checkout's .git/config says.
+var transports = []string{"ext", "fd", "file", "ftp", "ftps", "git", "http", "https", "ssh"}
+
+// env is the environment of git commands that stay in the checkout.
+func (r *repo) env() []string { return r.environ(r.pinned()) }
+
+// environ is the clean base environment with config as git's command-level
+// config: it overrides every config file, the checkout's .git/config too.
+func (r *repo) environ(config [][2]string) []string {
 	global := r.config
 	if global == "" {
 		global = "/dev/null"
 	}
-	return append(r.acct.baseEnv(),
+	stall := r.stall()
+	env := append(r.acct.baseEnv(),
 		"GIT_CONFIG_NOSYSTEM=1",
 		"GIT_CONFIG_GLOBAL="+global,
 		"GIT_TERMINAL_PROMPT=0",
 		"GIT_ASKPASS=/bin/false",
 		"SSH_ASKPASS=/bin/false",
-		"GIT_SSH_COMMAND=ssh -o BatchMode=yes",
-		// The checkout belongs to the service's user; whatever got into its
-		// .git must not make git run commands: no hooks, no fsmonitor.
-		"GIT_CONFIG_COUNT=2",
-		"GIT_CONFIG_KEY_0=core.hooksPath", "GIT_CONFIG_VALUE_0=/dev/null",
-		"GIT_CONFIG_KEY_1=core.fsmonitor", "GIT_CONFIG_VALUE_1=false",
+		// A dead server or network is noticed within the stall timeout.
+		// GIT_SSH_COMMAND wins over core.sshCommand in any config.
+		fmt.Sprintf("GIT_SSH_COMMAND=ssh -o BatchMode=yes -o ConnectTimeout=%d -o ServerAliveInterval=%d -o ServerAliveCountMax=4",
+			seconds(stall/2), seconds(stall/4)),
+		// Set, even empty, it makes git ignore core.gitProxy, a command.
+		"GIT_PROXY_COMMAND=",
+		"GIT_CONFIG_COUNT="+strconv.Itoa(len(config)),
 	)
+	for i, kv := range config {
+		env = append(env, fmt.Sprintf("GIT_CONFIG_KEY_%d=%s", i, kv[0]), fmt.Sprintf("GIT_CONFIG_VALUE_%d=%s", i, kv[1]))
+	}
+	return env
 }
 
-// git runs git with args and returns its standard output. Errors carry git's
-// standard error, with the repository's credentials scrubbed.
+// pinned is the config every git command gets. The checkout belongs to the
+// service's user; whatever got into its .git must not make git run commands
+// (hooks, fsmonitor, a credential helper, a transport such as ext:: that runs
+// one, submodules) nor let a transfer hang.
+func (r *repo) pinned() [][2]string {
+	config := [][2]string{
+		{"core.hooksPath", "/dev/null"},
+		{"core.fsmonitor", "false"},
+		{"credential.helper", ""}, // an empty value empties the list of helpers
+		{"fetch.recurseSubmodules", "false"},
+		{"submodule.recurse", "false"},
+		// gc --auto after a fetch runs in the command's process group, so
+		// the deadline ends it too, instead of a detached daemon.
+		{"gc.autoDetach", "false"},
+		{"http.lowSpeedLimit", "1"},
+		{"http.lowSpeedTime", strconv.Itoa(seconds(r.stall()))},
+		{"protocol.allow", "never"},
+	}
+	allowed := allowedTransports(transportOf(r.url))
+	for _, t := range transports {
+		if !slices.Contains(allowed, t) {
+			config = append(config, [2]string{"protocol." + t + ".allow", "never"})
+		}
+	}
+	for _, t := range allowed {
+		config = append(config, [2]string{"protocol." + t + ".allow", "always"})
+	}
+	return config
+}
+
+// remoteEnv is the environment of a command that reaches the upstream: the
+// credentials of the URL, handed to git by a helper scoped to the upstream's
+// own scheme, host and port, so a redirect to another host never gets them.
+func (r *repo) remoteEnv() ([]string, error) {
+	_, cred := splitCredentials(r.url)
+	config := r.pinned()
+	if cred == nil {
+		return r.environ(config), nil
+	}
+	if strings.ContainsAny(cred.username+cred.password, "\n\x00") {
+		return nil, errors.New("the repository URL's credentials hold a line break or NUL; git cannot take them")
+	}
+	config = append(config, [2]string{"credential." + cred.scope + ".helper", credentialHelper})
+	return append(r.environ(config), usernameEnv+"="+cred.username, passwordEnv+"="+cred.password), nil
+}
+
+// stall is how long a transfer may move nothing before git gives it up.
+func (r *repo) stall() time.Duration {
+	if r.stallTimeout > 0 {
+		return r.stallTimeout
+	}
+	return defaultStallTimeout
+}
+
+// seconds is d in whole seconds, at least one.
+func seconds(d time.Duration) int { return max(1, int(d/time.Second)) }
+
+// git runs git with args in the environment of env() and returns its
+// standard output. Errors carry git's standard error, with the repository's
+// credentials scrubbed.
 func (r *repo) git(ctx context.Context, args ...string) ([]byte, error) {
+	return r.run(ctx, r.env(), "", args...)
+}
+
+// remote runs a git command that reaches the upstream, in dir ("" for
+// pgod's own working directory), with the URL's credentials in its
+// environment. The URL in args must be plainURL, without them.
+func (r *repo) remote(ctx context.Context, dir string, args ...string) ([]byte, error) {
+	env, err := r.remoteEnv()
+	if err != nil {
+		return nil, err
+	}
+	return r.run(ctx, env, dir, args...)
+}
+
+func (r *repo) run(ctx context.Context, env []string, dir string, args ...string) ([]byte, error) {
 	if r.log != nil {
 		r.log.Debug("run", "cmd", redact("git "+strings.Join(args, " "), r.secrets))
 	}
-	cmd := r.acct.command(ctx, r.env(), "git", args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd := r.acct.command(ctx, env, "git", args...)
+	cmd.Dir = dir
+	stdout := &cappedBuffer{max: maxGitOutput}
+	stderr := newTail(maxTail)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
 	err := cmd.Run()
 	verb := "git " + args[0]
 	if args[0] == "-C" && len(args) > 2 {
 		verb = "git " + args[2]
 	}
+	if err == nil && stdout.over {
+		err = fmt.Errorf("output exceeds %d bytes", maxGitOutput)
+	}
 	if r.observe != nil {
 		r.observe(verb, err)
 	}
-	if err != nil {
-		msg := strings.TrimSpace(stderr.String())
-		if msg == "" {
-			msg = err.Error()
-		}
-		return nil, fmt.Errorf("%s: %s", verb, redact(lastLines(msg, 5), r.secrets))
+	if err == nil {
+		return stdout.buf.Bytes(), nil
 	}
-	return stdout.Bytes(), nil
+	msg := redact(lastLines(strings.TrimSpace(stderr.String()), 5), r.secrets)
+	switch {
+	case stdout.over:
+		return nil, fmt.Errorf("%s: output exceeds %d bytes; pgod reads no more", verb, maxGitOutput)
+	case ctx.Err() != nil && msg != "":
+		return nil, fmt.Errorf("%s: %w: %s", verb, ctx.Err(), msg)
+	case ctx.Err() != nil:
+		return nil, fmt.Errorf("%s: %w", verb, ctx.Err())
+	case msg != "":
+		return nil, fmt.Errorf("%s: %s", verb, msg)
+	}
+	return nil, fmt.Errorf("%s: %s", verb, redact(err.Error(), r.secrets))
+}
+
+// cappedBuffer holds a command's standard output up to max bytes; a write
+// beyond fails, which ends the copy and, with the pipe closed, the command.
+type cappedBuffer struct {
+	buf  bytes.Buffer
+	max  int
+	over bool
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	if c.buf.Len()+len(p) > c.max {
+		c.over = true
+		return 0, errors.New("output too large")
+	}
+	return c.buf.Write(p)
+}
+
+// gitCredential is what a URL's userinfo hands to git's credential helper.
+type gitCredential struct {
+	username, password string
+	scope              string // scheme://host[:port] the helper answers for
+}
+
+// splitCredentials returns u without its credentials, and them. Only
+// http(s) URLs carry any: a user name in ssh://git@host or git@host:path is
+// not a secret and stays. A lone http(s) userinfo is a token, sent as the
+// user name with an empty password, as git and curl do for it.
+func splitCredentials(u string) (string, *gitCredential) {
+	scheme, rest, ok := strings.Cut(u, "://")
+	if !ok || !isHTTP(scheme) {
+		return u, nil
+	}
+	userinfo, after, ok := splitUserinfo(rest)
+	if !ok {
+		return u, nil
+	}
+	user, password, _ := strings.Cut(userinfo, ":")
+	host := after
+	if end := strings.IndexAny(after, "/?#"); end >= 0 {
+		host = after[:end]
+	}
+	return scheme + "://" + after, &gitCredential{
+		username: urlDecode(user),
+		password: urlDecode(password),
+		scope:    strings.ToLower(scheme) + "://" + host,
+	}
+}
+
+// urlDecode undoes percent-encoding as git does for userinfo; a malformed
+// escape stays as written.
+func urlDecode(s string) string {
+	if d, err := url.PathUnescape(s); err == nil {
+		return d
+	}
+	return s
+}
+
+// plainURL is the upstream's URL as it goes on git's command line.
+func (r *repo) plainURL() string {
+	plain, _ := splitCredentials(r.url)
+	return plain
+}
+
+// transportOf names the transport git uses for u, as protocol.<name>.allow
+// spells it: a remote helper ("helper::address"), the scheme of a URL, ssh
+// for scp-style host:path, file for a path.
+func transportOf(u string) string {
+	if helper, _, ok := strings.Cut(u, "::"); ok && helper != "" && !strings.ContainsAny(helper, ":/") {
+		return strings.ToLower(helper)
+	}
+	if scheme, _, ok := strings.Cut(u, "://"); ok && scheme != "" && !strings.ContainsAny(scheme, "/@") {
+		switch s := strings.ToLower(scheme); s {
+		case "git+ssh", "ssh+git":
+			return "ssh"
+		default:
+			return s
+		}
+	}
+	if colon := strings.IndexByte(u, ':'); colon > 0 && !strings.Contains(u[:colon], "/") {
+		return "ssh"
+	}
+	return "file"
+}
+
+// allowedTransports are the transports git may use for an upstream reached
+// by t: an http upstream may redirect to https, never the other way round.
+func allowedTransports(t string) []string {
+	if t == "http" {
+		return []string{"http", "https"}
+	}
+	return []string{t}
 }
 
 // writeConfig writes the only git config the service's git sees. A local
@@ -111,10 +340,11 @@ func (r *repo) clone(ctx context.Context) error {
 	if err := os.Chown(r.dir, int(r.acct.UID), int(r.acct.GID)); err != nil {
 		return err
 	}
-	_, err := r.git(ctx, "clone", "--quiet", "--no-tags", "--single-branch", "--branch", r.branch, "--", r.url, r.dir)
+	_, err := r.remote(ctx, "/", "clone", "--quiet", "--no-tags", "--single-branch", "--branch", r.branch, "--", r.plainURL(), r.dir)
 	if err == nil {
 		// pgod passes the URL on every fetch; keeping it out of .git/config
-		// keeps a token in it out of reach of a container that binds "./".
+		// keeps it, and so a remote a hostile config could redefine, out
+		// of the checkout that a container may bind as "./".
 		_, err = r.git(ctx, "-C", r.dir, "remote", "remove", "origin")
 	}
 	if err != nil {
@@ -123,22 +353,54 @@ func (r *repo) clone(ctx context.Context) error {
 	return err
 }
 
-// upstream asks the remote for the branch's commit without transferring objects.
+// upstream asks the remote for the branch's commit without transferring
+// objects, within lsRemoteTimeout. It runs outside the checkout, so nothing
+// in the checkout's .git/config applies. ls-remote matches its pattern
+// against the end of ref names (a branch "x/refs/heads/main" matches
+// "refs/heads/main" too), so only the line whose ref is exactly the branch's
+// counts.
 func (r *repo) upstream(ctx context.Context) (string, error) {
-	out, err := r.git(ctx, "-C", r.dir, "ls-remote", "--heads", "--", r.url, "refs/heads/"+r.branch)
+	timeout := r.lsRemoteTimeout
+	if timeout <= 0 {
+		timeout = defaultLsRemoteTimeout
+	}
+	lsCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ref := "refs/heads/" + r.branch
+	out, err := r.remote(lsCtx, "/", "ls-remote", "--heads", "--", r.plainURL(), ref)
 	if err != nil {
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return "", fmt.Errorf("git ls-remote: timed out after %s waiting for the upstream to answer", timeout)
+		}
 		return "", err
 	}
-	fields := strings.Fields(string(out))
-	if len(fields) < 2 {
-		return "", fmt.Errorf("branch %q not found upstream", r.branch)
+	for line := range strings.Lines(string(out)) {
+		commit, name, ok := strings.Cut(strings.TrimSuffix(line, "\n"), "\t")
+		if ok && name == ref {
+			if !isObjectID(commit) {
+				return "", fmt.Errorf("git ls-remote: %q is not a commit id", commit)
+			}
+			return commit, nil
+		}
 	}
-	return fields[0], nil
+	return "", fmt.Errorf("branch %q not found upstream", r.branch)
+}
+
+// isObjectID reports whether s is a full SHA-1 or SHA-256 object id.
+func isObjectID(s string) bool {
+	if len(s) != 40 && len(s) != 64 {
+		return false
+	}
+	return strings.Trim(s, "0123456789abcdef") == ""
 }
 
 // fetch brings the branch's objects in; call it only when upstream moved.
+// The refspec names the branch in full, which git matches exactly before any
+// other ref whose name merely ends in it. A remote named as the URL in
+// .git/config would lend the fetch its upload-pack, a command git runs for a
+// local upstream, and only the command line overrides it.
 func (r *repo) fetch(ctx context.Context) error {
-	_, err := r.git(ctx, "-C", r.dir, "fetch", "--quiet", "--no-tags", "--", r.url,
+	_, err := r.remote(ctx, "", "-C", r.dir, "fetch", "--quiet", "--no-tags", "--upload-pack=git-upload-pack", "--", r.plainURL(),
 		"+refs/heads/"+r.branch+":refs/remotes/origin/"+r.branch)
 	return err
 }
