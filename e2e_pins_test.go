@@ -160,3 +160,40 @@ func startDaemonWithData(t *testing.T, cfg, name string) *daemonProc {
 	})
 	return d
 }
+
+// TestE2EPinDataDirLinkPlantedForALaterCommit: a container of commit 1 has
+// the data directory bound and plants a symlink to a host directory there;
+// commit 2 binds through it. The link is refused (by the check, or at the
+// latest when pgod pins the source) and the host directory never shows.
+func TestE2EPinDataDirLinkPlantedForALaterCommit(t *testing.T) {
+	e2eNeed(t)
+	e2eUser(t)
+	name := uniqueName("pinsplant")
+	secret := hostSecretDir(t)
+	up := newUpstream(t)
+	planter := `services:
+  planter:
+    image: ` + testImage + `
+    restart: unless-stopped
+    stop_grace_period: 1s
+    command: ["sh", "-c", "ln -s ` + secret + ` /d/x && echo planted; exec sleep 3600"]
+    volumes:
+      - /data/` + name + `:/d
+`
+	up.commit(t, map[string]string{"compose.yaml": planter})
+	d := startDaemonWithData(t, serviceTOML(name, up.bare), name)
+	waitFor(t, "the link to be planted", 60*time.Second, func() bool {
+		return strings.Contains(containerLogs(t, name+"-planter-1"), "planted")
+	})
+	second := up.commit(t, map[string]string{"compose.yaml": "services:\n" + victimService("/data/"+name+"/x", "/data/"+name+"/ctl")})
+	waitFor(t, "commit 2 to be refused", 60*time.Second, func() bool {
+		logs := d.logs()
+		return strings.Contains(logs, "rejected "+short(second)) || strings.Contains(logs, "deploy of "+short(second)+" failed")
+	})
+	if logs := d.logs(); !strings.Contains(logs, "symlink") && !strings.Contains(logs, "resolves to") {
+		t.Errorf("the refusal does not say the source leads elsewhere:\n%s", logs)
+	}
+	if logs := containerLogs(t, name+"-victim-1"); strings.Contains(logs, "HOST-SECRET") {
+		t.Fatalf("the victim mounted the host directory through the planted link:\n%s", logs)
+	}
+}
