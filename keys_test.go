@@ -133,7 +133,7 @@ func TestKeyPermits(t *testing.T) {
 		{`from="192.0.2.1"`, "[::ffff:192.0.2.1]:1", true}, // IPv4 on a dual-stack socket
 		{`from="192.0.2.0/24"`, "[2001:db8::1]:1", false},
 		{`from="*.example.com"`, "192.0.2.1:1", false}, // no name is looked up
-		{`from="!192.0.2.1"`, "192.0.2.2:1", false},  // a negation alone lets nobody in
+		{`from="!192.0.2.1"`, "192.0.2.2:1", false},    // a negation alone lets nobody in
 		{`expiry-time="20260601"`, "192.0.2.1:1", false},
 		{`expiry-time="20260601120001Z"`, "192.0.2.1:1", true},
 		{`expiry-time="202606011200Z"`, "192.0.2.1:1", false},

@@ -491,11 +491,11 @@ type client struct {
 
 // clients are the authenticated connections.
 type clients struct {
-	mu        sync.Mutex
-	limits    sshLimits
-	all       map[*client]bool
-	bySource  map[string]int
-	byKey     map[string]int
+	mu       sync.Mutex
+	limits   sshLimits
+	all      map[*client]bool
+	bySource map[string]int
+	byKey    map[string]int
 }
 
 func newClients(l sshLimits) *clients {
@@ -556,6 +556,7 @@ func (t *clients) remove(c *client) {
 	defer t.mu.Unlock()
 	t.drop(c)
 }
+
 // loadOrCreateHostKey reads the ed25519 host key at path, creating it (0600) on first use.
 func loadOrCreateHostKey(path string) (ssh.Signer, error) {
 	data, err := os.ReadFile(path)

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
 )
 
 // worker tracks one service: it polls the branch, judges new commits, deploys
@@ -41,8 +40,8 @@ type worker struct {
 
 	mu        sync.Mutex // guards the fields below
 	st        savedState
-	deployed  []byte // project running, canonical JSON
-	validated []byte // project of the checkout, canonical JSON
+	deployed  []byte           // project running, canonical JSON
+	validated []byte           // project of the checkout, canonical JSON
 	keys      []*authorizedKey // of the validated commit's ssh/ (keys.go)
 	running   int
 	desired   int
