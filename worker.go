@@ -40,9 +40,9 @@ type worker struct {
 
 	mu        sync.Mutex // guards the fields below
 	st        savedState
-	deployed  []byte           // project running, canonical JSON
-	validated []byte           // project of the checkout, canonical JSON
-	keys      []*authorizedKey // of the validated commit's ssh/ (keys.go)
+	deployed  []byte // project running, canonical JSON
+	validated []byte // project of the checkout, canonical JSON
+	keys      []*authorizedKey
 	running   int
 	desired   int
 }
