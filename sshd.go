@@ -65,7 +65,7 @@ type sshLimits struct {
 	// activity only for grace after it opened, so sessions without an exec
 	// do not keep a connection from being idle.
 	grace time.Duration
-	// sessions caps concurrent sessions (ops) per connection.
+	// sessions caps the open sessions of one connection.
 	sessions int
 	// idle closes an authenticated connection that has run no op for this long.
 	idle time.Duration
@@ -184,10 +184,14 @@ func (s *sshServer) handleConn(ctx context.Context, c net.Conn, cfg *ssh.ServerC
 		pushed.Close() // its handshake fails and its goroutine ends
 		s.log.Debug("ssh handshake stalled, closed to make room", "remote", pushed.RemoteAddr().String())
 	}
-	if !ok || ctx.Err() != nil { // no room, or accepted as the server shut down
-		pending.remove(hc)
+	if !ok {
 		c.Close()
 		s.log.Debug("ssh: too many handshakes, connection closed", "remote", c.RemoteAddr().String())
+		return
+	}
+	if ctx.Err() != nil { // accepted as the server shut down, after closeAll
+		pending.remove(hc)
+		c.Close()
 		return
 	}
 	_ = c.SetDeadline(hc.start.Add(limits.handshake))

@@ -1134,3 +1134,17 @@ func TestSSHKeyOptions(t *testing.T) {
 		t.Errorf("op log lines do not name the key's line:\n%s", logs)
 	}
 }
+
+func TestSourceOf(t *testing.T) {
+	for addr, want := range map[string]string{
+		"192.0.2.1:22":                "192.0.2.1",
+		"[::ffff:192.0.2.1]:22":       "192.0.2.1",
+		"[2001:db8:1:2:3:4:5:6]:22":   "2001:db8:1:2::/64",
+		"[2001:db8:1:2:ffff::1]:2222": "2001:db8:1:2::/64",
+		"[fe80::1%eth0]:22":           "fe80::/64",
+	} {
+		if got := sourceOf(tcpAddr(addr)); got != want {
+			t.Errorf("sourceOf(%s) = %q, want %q", addr, got, want)
+		}
+	}
+}
