@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"net"
 	"os/exec"
 	"time"
 
@@ -17,14 +18,17 @@ import (
 type controller interface {
 	// lookup returns the service called name, or nil.
 	lookup(name string) serviceControl
-	// knownKey reports whether any service lists key in its deployed ssh/ directory.
-	knownKey(key ssh.PublicKey) bool
+	// knownKey reports whether some service lets key in from remote (see
+	// authorized), and where it is listed, as "web ssh/alice.pub:2", for logs.
+	knownKey(key ssh.PublicKey, remote net.Addr) (where string, ok bool)
 }
 
 // serviceControl is one managed service as the SSH ops see it.
 type serviceControl interface {
-	// authorized reports whether key is in the deployed commit's ssh/*.pub.
-	authorized(key ssh.PublicKey) bool
+	// authorized returns the line of the keys loaded from the checkout's
+	// ssh/*.pub (those of the validated commit) that lets key in from
+	// remote now, or nil: its from= and expiry-time= options decide.
+	authorized(key ssh.PublicKey, remote net.Addr) *authorizedKey
 	// up clears the stop marker and deploys the last validated project.
 	up(ctx context.Context, stdout, stderr io.Writer) error
 	// down sets the stop marker and brings the project down.

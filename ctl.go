@@ -186,7 +186,8 @@ func (c *ctlClient) session(addr string, signer ssh.Signer, hk *hostKeys, comman
 	case errors.Is(err, errHostKey):
 		return exitSSH // already explained
 	case err != nil && strings.Contains(err.Error(), "unable to authenticate"):
-		fmt.Fprintf(c.stderr, "pgoctl: %s refused key %s: no service there lists it in its ssh/ directory (or that commit is not deployed yet)\n",
+		fmt.Fprintf(c.stderr, "pgoctl: %s refused key %s: no service there lists it in its ssh/ directory "+
+			"for this address and time (or that commit is not deployed yet; pgod logs the lines it skipped)\n",
 			addr, ssh.FingerprintSHA256(signer.PublicKey()))
 		return exitSSH
 	case err != nil:

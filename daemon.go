@@ -569,12 +569,11 @@ func (d *Daemon) lookup(name string) serviceControl {
 	return nil
 }
 
-func (d *Daemon) knownKey(key ssh.PublicKey) bool {
-	ws := d.allWorkers()
-	for _, w := range ws {
-		if w.authorized(key) {
-			return true
+func (d *Daemon) knownKey(key ssh.PublicKey, remote net.Addr) (string, bool) {
+	for _, w := range d.allWorkers() {
+		if k := w.authorized(key, remote); k != nil {
+			return w.svc.Name + " " + k.source, true
 		}
 	}
-	return false
+	return "", false
 }

@@ -29,7 +29,8 @@ func TestE2ESSHOps(t *testing.T) {
 		"ssh/other.pub": "",
 	})
 	upB.commit(t, map[string]string{"compose.yaml": webCompose("b"), "ssh/other.pub": readFile(t, other+".pub")})
-	d := startDaemon(t, serviceTOML(a, upA.bare)+serviceTOML(b, upB.bare))
+	const secret = "ssh-e2e-secret-value" // in the docker CLI's environment, as every env entry
+	d := startDaemon(t, serviceTOML(a, upA.bare, `env = ["PGOSSH_SECRET=`+secret+`"]`)+serviceTOML(b, upB.bare))
 	pageIs(t, a, "ops", 60*time.Second)
 	pageIs(t, b, "b", 60*time.Second)
 	host, _ := os.Hostname()
@@ -73,6 +74,16 @@ func TestE2ESSHOps(t *testing.T) {
 		out, _, code := d.ctl(t, team, a+"//exec", "web", "sh", "-c", "echo hi; exit 7")
 		if code != 7 || strings.TrimSpace(out) != "hi" {
 			t.Fatalf("exec: code %d out %q, want 7 and hi", code, out)
+		}
+	})
+	t.Run("exec -e NAME", func(t *testing.T) {
+		out, errOut, code := d.ctl(t, team, a+"//exec", "-e", "PGOSSH_SECRET", "web", "env")
+		if code != exitBadRequest || strings.Contains(out+errOut, secret) {
+			t.Fatalf("exec -e NAME: code %d out %q err %q; want a Bad Request and no secret", code, out, errOut)
+		}
+		out, errOut, code = d.ctl(t, team, a+"//exec", "-e", "PGOSSH_MINE=1", "web", "env")
+		if code != 0 || !strings.Contains(out, "PGOSSH_MINE=1\n") || strings.Contains(out, secret) {
+			t.Fatalf("exec -e NAME=VALUE: code %d out %q err %q", code, out, errOut)
 		}
 	})
 	t.Run("refused flags", func(t *testing.T) {
@@ -198,6 +209,33 @@ func TestE2ESSHOps(t *testing.T) {
 			t.Fatalf("up: %d %s", code, errOut)
 		}
 		pageIs(t, a, "ops", 30*time.Second)
+	})
+	t.Run("key options", func(t *testing.T) {
+		teamKey := readFile(t, team+".pub")
+		upA.commit(t, map[string]string{
+			"ssh/team.pub":  `from="127.0.0.2" ` + teamKey,
+			"ssh/other.pub": `command="/bin/true" ` + readFile(t, other+".pub"),
+		})
+		waitFor(t, "from= to refuse 127.0.0.1", 30*time.Second, func() bool {
+			_, _, code := d.ctl(t, team, a+"//ping")
+			return code != 0
+		})
+		_, port, _ := strings.Cut(d.sshAddr, ":")
+		out, err := exec.Command("ssh", "-p", port, "-i", team, "-b", "127.0.0.2", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+			"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+			"anyone@127.0.0.1", a+"//ping").CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "pong! - "+host {
+			t.Fatalf("ping from the address from= lists: %v %q", err, out)
+		}
+		d.logShows(t, "ssh/other.pub:1: key skipped, option command is not supported", 10*time.Second)
+		if _, _, code := d.ctl(t, other, a+"//ping"); code != exitUnauthorized {
+			t.Errorf("a key with command= drives the service: code %d", code)
+		}
+		upA.commit(t, map[string]string{"ssh/team.pub": teamKey, "ssh/other.pub": ""})
+		waitFor(t, "the plain key to work again", 30*time.Second, func() bool {
+			_, _, code := d.ctl(t, team, a+"//ping")
+			return code == 0
+		})
 	})
 	t.Run("removed key", func(t *testing.T) {
 		upA.commit(t, map[string]string{"ssh/team.pub": "", "ssh/other.pub": readFile(t, other+".pub")})

@@ -6,10 +6,12 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -38,15 +40,15 @@ func (f *fakeCtl) lookup(name string) serviceControl {
 	return nil
 }
 
-func (f *fakeCtl) knownKey(key ssh.PublicKey) bool {
+func (f *fakeCtl) knownKey(key ssh.PublicKey, remote net.Addr) (string, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, s := range f.services {
-		if s.authorized(key) {
-			return true
+		if k := s.authorized(key, remote); k != nil {
+			return s.name + " " + k.source, true
 		}
 	}
-	return false
+	return "", false
 }
 
 // fakeService records what the ops asked of it.
@@ -54,12 +56,13 @@ type fakeService struct {
 	name string
 
 	mu             sync.Mutex
-	keys           []ssh.PublicKey
+	keys           []*authorizedKey
 	st             serviceStatus
 	composeScripts map[string]string // sub-command to shell script; $@ holds all args
 	dockerScripts  map[string]string // first arg to shell script
 	calls          [][]string        // every compose/docker call, "compose"/"docker" first
 	serial         []string          // ops that ran inside serialize
+	cliEnv         []string          // more environment for compose and docker, as the worker's holds the service's env
 	upErr          error
 	checkOK        bool
 
@@ -70,27 +73,43 @@ type fakeService struct {
 const defaultScript = `echo "$0 $*"`
 
 func newFakeService(name string, keys ...ssh.PublicKey) *fakeService {
-	return &fakeService{name: name, keys: keys, st: serviceStatus{Name: name, Branch: "main"},
+	s := &fakeService{name: name, st: serviceStatus{Name: name, Branch: "main"},
 		composeScripts: map[string]string{}, dockerScripts: map[string]string{
 			"ps": `echo 0123456789ab`, // one running container
 		}}
+	s.setKeys(keys...)
+	return s
 }
 
+// setKeys lists keys without options, as ssh/test.pub.
 func (s *fakeService) setKeys(keys ...ssh.PublicKey) {
+	var lines []string
+	for _, k := range keys {
+		lines = append(lines, string(ssh.MarshalAuthorizedKey(k)))
+	}
+	s.setKeyLines(lines...)
+}
+
+// setKeyLines lists keys as authorized_keys lines, options and all.
+func (s *fakeService) setKeyLines(lines ...string) {
+	var keys []*authorizedKey
+	for i, l := range lines {
+		k, err := parseKeyLine([]byte(l))
+		if err != nil {
+			panic(fmt.Sprintf("key line %q: %v", l, err))
+		}
+		k.source = fmt.Sprintf("ssh/test.pub:%d", i+1)
+		keys = append(keys, k)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.keys = keys
 }
 
-func (s *fakeService) authorized(key ssh.PublicKey) bool {
+func (s *fakeService) authorized(key ssh.PublicKey, remote net.Addr) *authorizedKey {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, k := range s.keys {
-		if string(k.Marshal()) == string(key.Marshal()) {
-			return true
-		}
-	}
-	return false
+	return findKey(s.keys, key, remote, time.Now())
 }
 
 func (s *fakeService) up(ctx context.Context, stdout, stderr io.Writer) error {
@@ -139,11 +158,11 @@ func (s *fakeService) script(ctx context.Context, what string, scripts map[strin
 	s.mu.Lock()
 	s.calls = append(s.calls, append([]string{what}, args...))
 	script, ok := scripts[args[0]]
+	env := append([]string{"PATH=" + os.Getenv("PATH")}, s.cliEnv...)
 	s.mu.Unlock()
 	if !ok {
 		script = defaultScript
 	}
-	env := []string{"PATH=" + os.Getenv("PATH")}
 	return (*account)(nil).command(ctx, env, "sh", append([]string{"-c", script, what}, args...)...)
 }
 

@@ -203,3 +203,43 @@ func TestRunInPTYAsUser(t *testing.T) {
 		t.Errorf("uid %s, terminal owner %s, session %s of pid %s; want 65534, 65534 and its own session", uid, owner, sid, pid)
 	}
 }
+
+// TestOpenSSHPingDuringFlood: stock ssh(1) gets its pong, every time,
+// within a second, while 200 silent connections, 50 stalled after their
+// banner and waves of 50 failing logins come from other addresses.
+func TestOpenSSHPingDuringFlood(t *testing.T) {
+	sshBin, err := exec.LookPath("ssh")
+	if err != nil {
+		t.Skip("no ssh client installed")
+	}
+	if testing.Short() {
+		t.Skip("floods take a while")
+	}
+	dir := t.TempDir()
+	key, keyFile, _ := newKeyFile(t, dir, "id")
+	ts := startSSH(t, newFakeCtl(newFakeService("web", key.PublicKey())), nil)
+	known := writeFile(t, dir, "known_hosts", knownhosts.Line([]string{ts.addr}, ts.hostKey.PublicKey())+"\n")
+
+	f := startFlood(t)
+	f.holdConns(ts.addr, 200, 20, "")
+	f.holdConns(ts.addr, 50, 5, "SSH-2.0-flood\r\n")
+	f.failLogins(ts.addr, ts.hostKey.PublicKey(), newTestKey(t), 50, 5)
+	waitLong(t, "the flood to be on", 30*time.Second, func() bool { return f.dialed.Load() >= 350 })
+
+	pingsSucceed(t, "ssh(1) during a flood", 30, func(ctx context.Context) error {
+		cmd := exec.CommandContext(ctx, sshBin, "-F", "/dev/null", "-p", port(t, ts.addr), "-i", keyFile, "-b", "127.0.0.1",
+			"-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+			"-o", "UserKnownHostsFile="+known, "-o", "LogLevel=ERROR", "127.0.0.1", "web//ping")
+		cmd.WaitDelay = time.Second
+		out, err := cmd.CombinedOutput()
+		switch {
+		case ctx.Err() != nil:
+			return fmt.Errorf("no pong within %s", pingTimeout)
+		case err != nil:
+			return fmt.Errorf("%v: %s", err, out)
+		case !strings.HasPrefix(string(out), "pong! - "):
+			return fmt.Errorf("answer %q", out)
+		}
+		return nil
+	})
+}

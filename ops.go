@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -366,11 +368,13 @@ func checkPSStatus(s string) error {
 	return fmt.Errorf("%q is not a container status", s)
 }
 
-var execEnvRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(=.*)?$`)
+var execEnvRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*=`)
 
+// checkEnv takes NAME=VALUE only: a bare NAME would have docker copy the
+// variable from its own environment, which holds the service's env secrets.
 func checkEnv(s string) error {
 	if !execEnvRE.MatchString(s) || strings.ContainsRune(s, 0) {
-		return fmt.Errorf("%q is not NAME=VALUE", s)
+		return fmt.Errorf("%q is not NAME=VALUE (a bare NAME is not passed on)", s)
 	}
 	return nil
 }
@@ -505,9 +509,7 @@ var ops = map[string]*opSpec{
 }
 
 // opNames lists the ops for error messages, sorted.
-func opNames() []string {
-	return []string{"check", "down", "exec", "git hash", "git pull", "logs", "ping", "ps", "pull", "restart", "start", "status", "stop", "up"}
-}
+func opNames() []string { return slices.Sorted(maps.Keys(ops)) }
 
 // exitStatus is an op's own non-zero exit status, passed to the client as is.
 type exitStatus int

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -171,4 +172,42 @@ func FuzzOpParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestExecEnvNeedsAValue: "exec -e NAME" would have docker copy NAME from
+// its own environment, which holds the service's env secrets; it is
+// refused, and a value given with the name is all that reaches the container.
+func TestExecEnvNeedsAValue(t *testing.T) {
+	key := newTestKey(t)
+	svc := newFakeService("web", key.PublicKey())
+	svc.cliEnv = []string{"DB_PASSWORD=s3cret"}
+	// docker exec as docker runs it: --env=NAME takes NAME from docker's own environment.
+	svc.dockerScripts["exec"] = `shift; for a; do case "$a" in --env=*=*) echo "${a#--env=}";; --env=*) n=${a#--env=}; eval "echo $n=\$$n";; esac; done`
+	ts := startSSH(t, newFakeCtl(svc), nil)
+	c := ts.mustDial(t, key)
+	for _, cmd := range []string{"web//exec -e DB_PASSWORD app env", "web//exec --env DB_PASSWORD app env", "web//exec -eDB_PASSWORD app env"} {
+		stdout, stderr, status := runSSH(t, c, cmd)
+		if status != exitBadRequest || !strings.Contains(stderr, `"DB_PASSWORD" is not NAME=VALUE`) || strings.Contains(stdout, "s3cret") {
+			t.Errorf("%s: stdout %q, stderr %q, status %d; want a Bad Request", cmd, stdout, stderr, status)
+		}
+	}
+	if calls, _ := svc.recorded(); len(calls) != 0 {
+		t.Errorf("refused exec still ran %q", calls)
+	}
+	stdout, _, status := runSSH(t, c, "web//exec -e DB_PASSWORD=mine -e EMPTY= app env")
+	if status != 0 || stdout != "DB_PASSWORD=mine\nEMPTY=\n" {
+		t.Errorf("exec -e NAME=VALUE: %q, status %d", stdout, status)
+	}
+}
+
+func TestOpNamesAreTheOps(t *testing.T) {
+	names := opNames()
+	if len(names) != len(ops) || !slices.IsSorted(names) {
+		t.Fatalf("opNames() = %q, want the %d ops sorted", names, len(ops))
+	}
+	for _, n := range names {
+		if ops[n] == nil {
+			t.Errorf("opNames() has %q, which is no op", n)
+		}
+	}
 }

@@ -5,9 +5,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -15,16 +17,10 @@ import (
 // This file makes a worker the serviceControl of control.go: what the SSH
 // ops do to a service. The control plane wraps mutating ops in serialize.
 
-func (w *worker) authorized(key ssh.PublicKey) bool {
-	want := key.Marshal()
+func (w *worker) authorized(key ssh.PublicKey, remote net.Addr) *authorizedKey {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, k := range w.keys {
-		if bytes.Equal(k.Marshal(), want) {
-			return true
-		}
-	}
-	return false
+	return findKey(w.keys, key, remote, time.Now())
 }
 
 // up clears the stop marker and deploys the validated project, also when

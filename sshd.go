@@ -33,21 +33,41 @@ type sshServer struct {
 
 // sshLimits keep one client, or many that never finish a handshake, from
 // starving the others. serve reads them once; tests shorten them.
+//
+// A source is a client's IPv4 address, or its IPv6 /64 (what one host
+// usually holds). Only the handshake is open to anyone, so its limits are
+// the ones a flood meets; the limits after it bound what one key, or one
+// address, can take from the holders of the others.
 type sshLimits struct {
 	// handshake is how long a client has from TCP connect to authenticated.
 	handshake time.Duration
-	// unauthenticated caps connections that have not finished the handshake.
-	// At the cap, a new connection pushes out the oldest one that has not
-	// sent a byte yet (or else the oldest): a flood of half-open connections
-	// then only ever pushes out its own, and a real client gets through.
-	unauthenticated int
-	// authenticated caps authenticated connections; past it a new one is
-	// closed right after its handshake. Only holders of a listed key get
-	// that far, but one leaked CI key must not exhaust the daemon.
-	authenticated int
-	// sessions caps concurrent sessions (ops) per connection.
+	// unauthenticated caps connections in their handshake, and
+	// unauthenticatedPerSource those of one source. Past the per-source cap
+	// a new connection is closed at once. At the overall cap it pushes out
+	// the handshake stalled longest, one whose client has sent nothing for
+	// grace (and has nothing waiting unread); when none has, it is closed,
+	// unless it is the only one of its source, which gets in up to twice the
+	// cap: connections from a few addresses, fresh or stalled, then never
+	// keep a client at another address from its handshake.
+	unauthenticated          int
+	unauthenticatedPerSource int
+	// authenticated caps authenticated connections overall, and
+	// authenticatedPerSource and authenticatedPerKey those of one source
+	// and of one key. Past the per-source or per-key cap a new connection is
+	// closed right after its handshake; at the overall cap it pushes out the
+	// connection idle longest, if idle for grace, or else is closed.
+	authenticated          int
+	authenticatedPerSource int
+	authenticatedPerKey    int
+	// grace is how long a connection is safe from being pushed out: a
+	// handshake must have stalled this long, an authenticated connection
+	// been idle this long. A session that has not started an op counts as
+	// activity only for grace after it opened, so sessions without an exec
+	// do not keep a connection from being idle.
+	grace time.Duration
+	// sessions caps the open sessions of one connection.
 	sessions int
-	// idle closes an authenticated connection that has had no session for this long.
+	// idle closes an authenticated connection that has run no op for this long.
 	idle time.Duration
 	// keepalive is the interval of keepalive requests while sessions run; a
 	// client that misses three in a row is gone and its connection closed,
@@ -56,12 +76,16 @@ type sshLimits struct {
 }
 
 var defaultSSHLimits = sshLimits{
-	handshake:       10 * time.Second,
-	unauthenticated: 64,
-	authenticated:   512,
-	sessions:        10, // OpenSSH's MaxSessions
-	idle:            5 * time.Minute,
-	keepalive:       30 * time.Second,
+	handshake:                10 * time.Second,
+	unauthenticated:          64,
+	unauthenticatedPerSource: 10,
+	authenticated:            512,
+	authenticatedPerSource:   64,
+	authenticatedPerKey:      32,
+	grace:                    2 * time.Second,
+	sessions:                 10, // OpenSSH's MaxSessions
+	idle:                     5 * time.Minute,
+	keepalive:                30 * time.Second,
 }
 
 // Extension keys under which authentication passes the client's key to the sessions.
@@ -82,14 +106,17 @@ func newSSHServer(ctl controller, hostKey ssh.Signer, log *slog.Logger, m *metri
 }
 
 // config is the x/crypto/ssh server configuration: a key gets in only if
-// some service lists it; which service it may drive is decided per op.
+// some service lets it in from the client's address; which service it may
+// drive is decided per op.
 func (s *sshServer) config() *ssh.ServerConfig {
 	cfg := &ssh.ServerConfig{
 		ServerVersion: "SSH-2.0-pgod",
 		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-			if !s.ctl.knownKey(key) {
-				return nil, errors.New("key not listed by any service")
+			where, ok := s.ctl.knownKey(key, meta.RemoteAddr())
+			if !ok {
+				return nil, errors.New("key not listed by any service for this address")
 			}
+			s.log.Debug("ssh key accepted", "remote", meta.RemoteAddr().String(), "key", ssh.FingerprintSHA256(key), "listed_in", where)
 			return &ssh.Permissions{Extensions: map[string]string{
 				extKey:         string(key.Marshal()),
 				extFingerprint: ssh.FingerprintSHA256(key),
@@ -110,8 +137,8 @@ func (s *sshServer) config() *ssh.ServerConfig {
 func (s *sshServer) serve(ctx context.Context, ln net.Listener) error {
 	cfg := s.config()
 	limits := s.limits
-	pending := &pendingConns{max: limits.unauthenticated, conns: map[*watchedConn]bool{}}
-	authenticated := &atomic.Int64{}
+	pending := newHandshakes(limits)
+	clients := newClients(limits)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 
@@ -144,35 +171,50 @@ func (s *sshServer) serve(ctx context.Context, ln net.Listener) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.handleConn(ctx, c, cfg, limits, pending, authenticated)
+			s.handleConn(ctx, c, cfg, limits, pending, clients)
 		}()
 	}
 }
 
 // handleConn runs one client connection: handshake under a deadline, then its sessions.
-func (s *sshServer) handleConn(ctx context.Context, c net.Conn, cfg *ssh.ServerConfig, limits sshLimits, pending *pendingConns, authenticated *atomic.Int64) {
-	wc := &watchedConn{Conn: c, start: time.Now()}
-	pending.add(wc)
-	if ctx.Err() != nil { // accepted as the server shut down
-		pending.remove(wc)
+func (s *sshServer) handleConn(ctx context.Context, c net.Conn, cfg *ssh.ServerConfig, limits sshLimits, pending *handshakes, clients *clients) {
+	hc := newHandshakeConn(c, time.Now())
+	ok, pushed := pending.admit(hc, time.Now())
+	if pushed != nil {
+		pushed.Close() // its handshake fails and its goroutine ends
+		s.log.Debug("ssh handshake stalled, closed to make room", "remote", pushed.RemoteAddr().String())
+	}
+	if !ok {
+		c.Close()
+		s.log.Debug("ssh: too many handshakes, connection closed", "remote", c.RemoteAddr().String())
+		return
+	}
+	if ctx.Err() != nil { // accepted as the server shut down, after closeAll
+		pending.remove(hc)
 		c.Close()
 		return
 	}
-	_ = c.SetDeadline(wc.start.Add(limits.handshake))
-	conn, chans, reqs, err := ssh.NewServerConn(wc, cfg)
-	pending.remove(wc)
+	_ = c.SetDeadline(hc.start.Add(limits.handshake))
+	conn, chans, reqs, err := ssh.NewServerConn(hc, cfg)
+	pending.remove(hc)
 	if err != nil {
 		c.Close()
 		s.log.Debug("ssh handshake failed", "remote", c.RemoteAddr().String(), "err", err)
 		return
 	}
 	_ = c.SetDeadline(time.Time{})
-	defer authenticated.Add(-1)
-	if authenticated.Add(1) > int64(limits.authenticated) {
-		s.log.Warn("ssh: too many connections, closing one", "remote", c.RemoteAddr().String(),
-			"key", conn.Permissions.Extensions[extFingerprint], "max", limits.authenticated)
+	fingerprint := conn.Permissions.Extensions[extFingerprint]
+	cl := &client{source: hc.source, key: fingerprint, conn: conn, activity: newActivity(time.Now())}
+	idle, err := clients.admit(cl, time.Now())
+	if err != nil {
+		s.log.Warn("ssh: connection closed after login, "+err.Error(), "remote", c.RemoteAddr().String(), "key", fingerprint)
 		conn.Close()
 		return
+	}
+	defer clients.remove(cl)
+	if idle != nil {
+		idle.conn.Close()
+		s.log.Info("ssh: idle connection closed to make room", "remote", idle.conn.RemoteAddr().String(), "key", idle.key)
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -184,33 +226,31 @@ func (s *sshServer) handleConn(ctx context.Context, c net.Conn, cfg *ssh.ServerC
 	go ssh.DiscardRequests(reqs)
 
 	var sessions sync.WaitGroup
-	active := &sessionCount{}
-	active.idleSince(time.Now())
-	go s.watchdog(ctx, conn, active, limits)
+	go s.watchdog(ctx, conn, cl.activity, limits)
 	for nc := range chans {
 		if nc.ChannelType() != "session" {
 			// direct-tcpip, x11, auth-agent: no forwarding of any kind.
 			_ = nc.Reject(ssh.Prohibited, "only session channels with exec requests are allowed")
 			continue
 		}
-		if !active.acquire(limits.sessions) {
+		if !cl.activity.openSession(limits.sessions, time.Now()) {
 			_ = nc.Reject(ssh.ResourceShortage, fmt.Sprintf("at most %d sessions per connection", limits.sessions))
 			continue
 		}
 		sessions.Add(1)
 		go func() {
 			defer sessions.Done()
-			defer active.release()
-			s.handleSession(ctx, conn, nc)
+			defer cl.activity.closeSession()
+			s.handleSession(ctx, conn, nc, cl.activity)
 		}()
 	}
 	cancel()
 	sessions.Wait()
 }
 
-// watchdog closes an authenticated connection that stays without a session
-// for limits.idle, and one whose client stops answering keepalives.
-func (s *sshServer) watchdog(ctx context.Context, conn *ssh.ServerConn, active *sessionCount, limits sshLimits) {
+// watchdog closes an authenticated connection that stays idle for
+// limits.idle, and one whose client stops answering keepalives.
+func (s *sshServer) watchdog(ctx context.Context, conn *ssh.ServerConn, act *activity, limits sshLimits) {
 	tick := time.NewTicker(min(limits.keepalive, limits.idle))
 	defer tick.Stop()
 	var outstanding atomic.Bool
@@ -220,7 +260,7 @@ func (s *sshServer) watchdog(ctx context.Context, conn *ssh.ServerConn, active *
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
-			if n, since := active.state(); n == 0 && now.Sub(since) >= limits.idle {
+			if act.idle(now, limits.grace) >= limits.idle {
 				s.log.Debug("ssh connection idle, closing", "remote", conn.RemoteAddr().String())
 				conn.Close()
 				return
@@ -245,95 +285,199 @@ func (s *sshServer) watchdog(ctx context.Context, conn *ssh.ServerConn, active *
 	}
 }
 
-// sessionCount counts a connection's running sessions and remembers since when it has none.
-type sessionCount struct {
-	mu    sync.Mutex
-	n     int
-	since time.Time
+// activity is what one authenticated connection is doing: its open
+// sessions, how many of them run an op, and since when none has.
+type activity struct {
+	mu          sync.Mutex
+	sessions    int
+	ops         int
+	since       time.Time // the connection's start or the end of its last op
+	lastSession time.Time // when a session last opened
 }
 
-func (c *sessionCount) acquire(max int) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.n >= max {
+func newActivity(now time.Time) *activity { return &activity{since: now} }
+
+func (a *activity) openSession(max int, now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.sessions >= max {
 		return false
 	}
-	c.n++
+	a.sessions++
+	a.lastSession = now
 	return true
 }
 
-func (c *sessionCount) release() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.n--
-	if c.n == 0 {
-		c.since = time.Now()
+func (a *activity) closeSession() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.sessions--
+}
+
+func (a *activity) startOp() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.ops++
+}
+
+func (a *activity) endOp(now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.ops--
+	if a.ops == 0 {
+		a.since = now
 	}
 }
 
-func (c *sessionCount) idleSince(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.since = t
+// idle is how long the connection has run no op. A session opened less
+// than grace ago counts as busy (its exec is on its way); one older that
+// has started nothing does not.
+func (a *activity) idle(now time.Time, grace time.Duration) time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ops > 0 || now.Sub(a.lastSession) < grace {
+		return 0
+	}
+	return now.Sub(a.since)
 }
 
-func (c *sessionCount) state() (int, time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.n, c.since
+// sourceOf is the source a connection counts against: its IPv4 address,
+// or its IPv6 /64.
+func sourceOf(a net.Addr) string {
+	ip, ok := remoteIP(a)
+	if !ok {
+		return a.String()
+	}
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+	return ip.String()
 }
 
-// watchedConn notes whether the client has sent anything yet.
-type watchedConn struct {
+// handshakeConn is a connection in its handshake; it notes when its
+// client last sent something.
+type handshakeConn struct {
 	net.Conn
-	start time.Time
-	heard atomic.Bool
+	source string
+	start  time.Time
+	heard  atomic.Int64 // UnixNano of the last read that returned bytes; 0 before the first
 }
 
-func (c *watchedConn) Read(b []byte) (int, error) {
+func newHandshakeConn(c net.Conn, now time.Time) *handshakeConn {
+	return &handshakeConn{Conn: c, source: sourceOf(c.RemoteAddr()), start: now}
+}
+
+func (c *handshakeConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
-	if n > 0 && !c.heard.Load() {
-		c.heard.Store(true)
+	if n > 0 {
+		c.heard.Store(time.Now().UnixNano())
 	}
 	return n, err
 }
 
-// pendingConns are the connections still in their handshake.
-type pendingConns struct {
-	mu    sync.Mutex
-	max   int
-	conns map[*watchedConn]bool
+// lastHeard is when the client last sent bytes the handshake read, or the
+// connection's start.
+func (c *handshakeConn) lastHeard() time.Time {
+	if n := c.heard.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return c.start
 }
 
-// add admits c, closing another pending connection if the cap is reached:
-// the oldest that has sent nothing, else the oldest.
-func (p *pendingConns) add(c *watchedConn) {
+// unread reports whether the client has sent bytes the handshake has not
+// read yet: a server behind on its reads must not take a client for stalled.
+func (c *handshakeConn) unread() bool {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var waiting bool
+	_ = rc.Control(func(fd uintptr) {
+		var b [1]byte
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		waiting = err == nil && n > 0
+	})
+	return waiting
+}
+
+// handshakes are the connections still in their handshake.
+type handshakes struct {
+	mu        sync.Mutex
+	max       int
+	perSource int
+	grace     time.Duration
+	conns     map[*handshakeConn]bool
+	bySource  map[string]int
+}
+
+func newHandshakes(l sshLimits) *handshakes {
+	return &handshakes{max: l.unauthenticated, perSource: l.unauthenticatedPerSource, grace: l.grace,
+		conns: map[*handshakeConn]bool{}, bySource: map[string]int{}}
+}
+
+// admit decides whether c may start its handshake (see sshLimits), and
+// which pending handshake, if any, it pushes out; the caller closes that.
+func (p *handshakes) admit(c *handshakeConn, now time.Time) (ok bool, pushed *handshakeConn) {
 	p.mu.Lock()
-	var victim *watchedConn
+	defer p.mu.Unlock()
+	if p.bySource[c.source] >= p.perSource {
+		return false, nil
+	}
 	if len(p.conns) >= p.max {
-		var oldestSilent, oldest *watchedConn
-		for pc := range p.conns {
-			if oldest == nil || pc.start.Before(oldest.start) {
-				oldest = pc
-			}
-			if !pc.heard.Load() && (oldestSilent == nil || pc.start.Before(oldestSilent.start)) {
-				oldestSilent = pc
-			}
+		pushed = p.stalledLongest(now)
+		if pushed == nil && (p.bySource[c.source] > 0 || len(p.conns) >= 2*p.max) {
+			return false, nil
 		}
-		victim = oldestSilent
-		if victim == nil {
-			victim = oldest
+		if pushed != nil {
+			p.drop(pushed)
 		}
-		delete(p.conns, victim)
 	}
 	p.conns[c] = true
-	p.mu.Unlock()
-	if victim != nil {
-		victim.Close() // its handshake fails and its goroutine ends
+	p.bySource[c.source]++
+	return true, pushed
+}
+
+// stalledLongest is the handshake whose client has sent nothing for the
+// longest, at least grace, or nil.
+func (p *handshakes) stalledLongest(now time.Time) *handshakeConn {
+	for {
+		var stalled *handshakeConn
+		var since time.Time
+		for c := range p.conns {
+			if h := c.lastHeard(); now.Sub(h) >= p.grace && (stalled == nil || h.Before(since)) {
+				stalled, since = c, h
+			}
+		}
+		if stalled == nil || !stalled.unread() {
+			return stalled
+		}
+		// Its client did send: it is the server that is behind.
+		stalled.heard.Store(now.UnixNano())
 	}
 }
 
-func (p *pendingConns) closeAll() {
+func (p *handshakes) drop(c *handshakeConn) {
+	if !p.conns[c] {
+		return
+	}
+	delete(p.conns, c)
+	if p.bySource[c.source]--; p.bySource[c.source] == 0 {
+		delete(p.bySource, c.source)
+	}
+}
+
+func (p *handshakes) remove(c *handshakeConn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.drop(c)
+}
+
+func (p *handshakes) closeAll() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for c := range p.conns {
@@ -341,10 +485,80 @@ func (p *pendingConns) closeAll() {
 	}
 }
 
-func (p *pendingConns) remove(c *watchedConn) {
-	p.mu.Lock()
-	delete(p.conns, c)
-	p.mu.Unlock()
+// client is one authenticated connection.
+type client struct {
+	source   string
+	key      string // the key's fingerprint
+	conn     *ssh.ServerConn
+	activity *activity
+}
+
+// clients are the authenticated connections.
+type clients struct {
+	mu       sync.Mutex
+	limits   sshLimits
+	all      map[*client]bool
+	bySource map[string]int
+	byKey    map[string]int
+}
+
+func newClients(l sshLimits) *clients {
+	return &clients{limits: l, all: map[*client]bool{}, bySource: map[string]int{}, byKey: map[string]int{}}
+}
+
+// admit adds c (see sshLimits), returning the idle connection it pushes
+// out, if any, for the caller to close, or why c may not stay.
+func (t *clients) admit(c *client, now time.Time) (pushed *client, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l := t.limits
+	switch {
+	case t.bySource[c.source] >= l.authenticatedPerSource:
+		return nil, fmt.Errorf("%d connections from %s already", l.authenticatedPerSource, c.source)
+	case t.byKey[c.key] >= l.authenticatedPerKey:
+		return nil, fmt.Errorf("%d connections with this key already", l.authenticatedPerKey)
+	case len(t.all) >= l.authenticated:
+		pushed = t.idlest(now)
+		if pushed == nil {
+			return nil, fmt.Errorf("%d connections already, none idle", l.authenticated)
+		}
+		t.drop(pushed)
+	}
+	t.all[c] = true
+	t.bySource[c.source]++
+	t.byKey[c.key]++
+	return pushed, nil
+}
+
+// idlest is the connection idle longest, at least grace, or nil.
+func (t *clients) idlest(now time.Time) *client {
+	var idlest *client
+	var longest time.Duration
+	for c := range t.all {
+		if d := c.activity.idle(now, t.limits.grace); d >= t.limits.grace && d > longest {
+			idlest, longest = c, d
+		}
+	}
+	return idlest
+}
+
+func (t *clients) drop(c *client) {
+	if !t.all[c] {
+		return
+	}
+	delete(t.all, c)
+	if t.bySource[c.source]--; t.bySource[c.source] == 0 {
+		delete(t.bySource, c.source)
+	}
+	if t.byKey[c.key]--; t.byKey[c.key] == 0 {
+		delete(t.byKey, c.key)
+	}
+}
+
+func (t *clients) remove(c *client) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.drop(c)
 }
 
 // loadOrCreateHostKey reads the ed25519 host key at path, creating it (0600) on first use.
@@ -370,7 +584,8 @@ func loadOrCreateHostKey(path string) (ssh.Signer, error) {
 	return signer, nil
 }
 
-// createHostKey writes a new ed25519 key in OpenSSH format, atomically, and returns it.
+// createHostKey writes a new ed25519 key in OpenSSH format, atomically and
+// never readable by others, and returns it.
 func createHostKey(path string) ([]byte, error) {
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -381,27 +596,10 @@ func createHostKey(path string) ([]byte, error) {
 		return nil, err
 	}
 	data := pem.EncodeToMemory(block)
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
-	tmp, err := os.CreateTemp(dir, ".hostkey-*")
-	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return nil, err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return nil, err
-	}
-	if err := tmp.Close(); err != nil {
-		return nil, err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := writeFileAtomic(path, data, 0o600); err != nil {
 		return nil, err
 	}
 	return data, nil
@@ -459,7 +657,7 @@ var signalNumbers = map[string]syscall.Signal{
 // optional pty-req before it and window-change and signal requests during.
 // A signal, or the client closing the channel or the connection, cancels
 // the op, which kills its process group.
-func (s *sshServer) handleSession(ctx context.Context, conn *ssh.ServerConn, nc ssh.NewChannel) {
+func (s *sshServer) handleSession(ctx context.Context, conn *ssh.ServerConn, nc ssh.NewChannel, act *activity) {
 	ch, reqs, err := nc.Accept()
 	if err != nil {
 		return
@@ -526,7 +724,11 @@ func (s *sshServer) handleSession(ctx context.Context, conn *ssh.ServerConn, nc 
 					cp := *pty
 					p = &cp
 				}
-				go func() { done <- s.runSession(ctx, conn, ch, cmd.Command, p, winch) }()
+				act.startOp()
+				go func() {
+					defer act.endOp(time.Now())
+					done <- s.runSession(ctx, conn, ch, cmd.Command, p, winch)
+				}()
 			case "signal":
 				var sig struct{ Name string }
 				if err := ssh.Unmarshal(req.Payload, &sig); err == nil && running {
@@ -560,8 +762,14 @@ func (s *sshServer) handleSession(ctx context.Context, conn *ssh.ServerConn, nc 
 func (s *sshServer) runSession(ctx context.Context, conn *ssh.ServerConn, ch ssh.Channel, command string, pty *ptyRequest, winch <-chan winSize) int {
 	start := time.Now()
 	fingerprint := conn.Permissions.Extensions[extFingerprint]
-	req, svc, err := s.authorize(conn, command)
+	req, svc, listed, err := s.authorize(conn, command)
 	if err == nil {
+		if pty != nil && listed.noPTY {
+			// As sshd refuses the pty-req of such a key; the service,
+			// and so the key's line, is known only now.
+			fmt.Fprintf(ch.Stderr(), "pgod: %s forbids a terminal (no-pty or restrict), running without one\r\n", listed.source)
+			pty = nil
+		}
 		err = s.runOp(ctx, req, svc, ch, pty, winch)
 	}
 	status, result := exitOf(err)
@@ -581,7 +789,11 @@ func (s *sshServer) runSession(ctx context.Context, conn *ssh.ServerConn, ch ssh
 	if svc != nil || (req.service != "" && s.ctl.lookup(req.service) != nil) {
 		name = req.service
 	}
-	s.log.Info("ssh op", "service", name, "key", fingerprint, "remote", conn.RemoteAddr().String(),
+	keyFile := ""
+	if listed != nil {
+		keyFile = listed.source
+	}
+	s.log.Info("ssh op", "service", name, "key", fingerprint, "key_file", keyFile, "remote", conn.RemoteAddr().String(),
 		"op", req.op, "status", status, "duration", time.Since(start).Round(time.Millisecond))
 	if s.metrics != nil {
 		s.metrics.sshSession(name, result)
@@ -590,22 +802,27 @@ func (s *sshServer) runSession(ctx context.Context, conn *ssh.ServerConn, ch ssh
 }
 
 // authorize parses command and checks that the connection's key may drive
-// its service. A service that does not exist and one that does not list the
-// key get the same answer, so a key learns nothing of other services.
-func (s *sshServer) authorize(conn *ssh.ServerConn, command string) (opRequest, serviceControl, error) {
+// its service from the client's address, returning the key's line in the
+// service's ssh/. A service that does not exist and one that does not let
+// the key in get the same answer, so a key learns nothing of other services.
+func (s *sshServer) authorize(conn *ssh.ServerConn, command string) (opRequest, serviceControl, *authorizedKey, error) {
 	req, err := parseCommand(command)
 	if err != nil {
-		return req, nil, err
+		return req, nil, nil, err
 	}
 	key, err := ssh.ParsePublicKey([]byte(conn.Permissions.Extensions[extKey]))
 	if err != nil {
-		return req, nil, unauthorized("no usable key")
+		return req, nil, nil, unauthorized("no usable key")
 	}
 	svc := s.ctl.lookup(req.service)
-	if svc == nil || !svc.authorized(key) {
-		return req, nil, unauthorized("key %s is not allowed for service %q", ssh.FingerprintSHA256(key), req.service)
+	if svc == nil {
+		return req, nil, nil, unauthorized("key %s is not allowed for service %q", ssh.FingerprintSHA256(key), req.service)
 	}
-	return req, svc, nil
+	listed := svc.authorized(key, conn.RemoteAddr())
+	if listed == nil {
+		return req, nil, nil, unauthorized("key %s is not allowed for service %q", ssh.FingerprintSHA256(key), req.service)
+	}
+	return req, svc, listed, nil
 }
 
 // runOp checks the op's arguments and runs it, inside svc.serialize when it changes the service.

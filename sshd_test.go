@@ -5,14 +5,17 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -573,47 +576,6 @@ func TestSSHKeepaliveDoesNotEndStreams(t *testing.T) {
 	}
 }
 
-// TestSSHFlood: 200 TCP connections that never say a word must not keep a
-// real client from its pong.
-func TestSSHFlood(t *testing.T) {
-	key := newTestKey(t)
-	ts := startSSH(t, newFakeCtl(newFakeService("web", key.PublicKey())), nil)
-	for range 200 {
-		conn, err := net.Dial("tcp", ts.addr)
-		if err != nil {
-			t.Fatalf("flood: %v", err)
-		}
-		defer conn.Close()
-	}
-	done := make(chan string, 1)
-	go func() {
-		c, err := ts.dial(t, key)
-		if err != nil {
-			done <- "dial: " + err.Error()
-			return
-		}
-		sess, err := c.NewSession()
-		if err != nil {
-			done <- "session: " + err.Error()
-			return
-		}
-		out, err := sess.Output("web//ping")
-		if err != nil {
-			done <- "ping: " + err.Error()
-			return
-		}
-		done <- string(out)
-	}()
-	select {
-	case got := <-done:
-		if !strings.HasPrefix(got, "pong! - ") {
-			t.Errorf("ping during a flood: %s", got)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no pong within 5s during a flood of half-open connections")
-	}
-}
-
 func TestLoadOrCreateHostKey(t *testing.T) {
 	path := filepath.Join(t.TempDir(), ".pgo", "ssh_host_ed25519_key")
 	first, err := loadOrCreateHostKey(path)
@@ -690,4 +652,499 @@ func runSSHMaybe(c *ssh.Client, command string) (string, string, int) {
 		return "", "", -1
 	}
 	return string(out), "", 0
+}
+
+// TestHandshakeAdmission walks the handshake table through a flood: the
+// per-source cap, pushing out the handshake stalled longest but never one
+// stalled for less than grace, and a source's first handshake getting in
+// while the table is full of fresh ones.
+func TestHandshakeAdmission(t *testing.T) {
+	p := newHandshakes(sshLimits{unauthenticated: 4, unauthenticatedPerSource: 2, grace: time.Second})
+	t0 := time.Unix(1_000_000, 0)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	conn := func(source string, start time.Duration) *handshakeConn {
+		return &handshakeConn{source: source, start: at(start)}
+	}
+	admit := func(c *handshakeConn, now time.Duration, wantOK bool, wantPushed *handshakeConn) {
+		t.Helper()
+		ok, pushed := p.admit(c, at(now))
+		if ok != wantOK || pushed != wantPushed {
+			t.Fatalf("admit %s at %s: %v, pushed %v; want %v, pushed %v", c.source, now, ok, name(pushed), wantOK, name(wantPushed))
+		}
+	}
+	a1, a2, a3 := conn("a", 0), conn("a", 0), conn("a", 0)
+	admit(a1, 0, true, nil)
+	admit(a2, 0, true, nil)
+	admit(a3, 0, false, nil) // a's cap
+	b1, b2 := conn("b", 10*time.Millisecond), conn("b", 10*time.Millisecond)
+	admit(b1, 10*time.Millisecond, true, nil)
+	admit(b2, 10*time.Millisecond, true, nil)
+	// Full of fresh handshakes: c's first gets in all the same, its second does not.
+	c1, c2 := conn("c", 20*time.Millisecond), conn("c", 30*time.Millisecond)
+	admit(c1, 20*time.Millisecond, true, nil)
+	admit(c2, 30*time.Millisecond, false, nil)
+
+	// a1's client spoke lately, b2's a while ago: a2, silent from the start, goes first.
+	a1.heard.Store(at(1200 * time.Millisecond).UnixNano())
+	b2.heard.Store(at(500 * time.Millisecond).UnixNano())
+	now := 1500 * time.Millisecond
+	d1, e1, f1, g1 := conn("d", now), conn("e", now), conn("f", now), conn("g", now)
+	admit(d1, now, true, a2)
+	admit(e1, now, true, b1)
+	admit(f1, now+time.Millisecond, true, c1)
+	admit(g1, now+2*time.Millisecond, true, b2)
+	// Left: a1 (spoke 0.3s ago) and d1..g1, a few milliseconds old: none is pushed out.
+	h1, h2 := conn("h", now), conn("h", now)
+	admit(h1, now+3*time.Millisecond, true, nil)
+	admit(h2, now+3*time.Millisecond, false, nil)
+	// First handshakes of new sources get in up to twice the cap.
+	admit(conn("i", now), now+4*time.Millisecond, true, nil)
+	admit(conn("j", now), now+4*time.Millisecond, true, nil)
+	admit(conn("k", now), now+4*time.Millisecond, false, nil)
+
+	for _, c := range []*handshakeConn{a1, d1, e1, f1, g1, h1} {
+		p.remove(c)
+	}
+	p.remove(a2) // pushed out already: no double count
+	if len(p.conns) != 2 || p.bySource["a"] != 0 {
+		t.Errorf("after removal: %d left, %d of a; want 2 and 0", len(p.conns), p.bySource["a"])
+	}
+}
+
+func name(c *handshakeConn) string {
+	if c == nil {
+		return "nil"
+	}
+	return c.source + "@" + c.start.Format("05.000")
+}
+
+// TestHandshakeUnreadIsNotStalled: a client whose bytes the server has not
+// read yet (the server is behind, not the client) is not pushed out as stalled.
+func TestHandshakeUnreadIsNotStalled(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accept := func(banner string) *handshakeConn {
+		t.Helper()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if banner != "" {
+			io.WriteString(c, banner)
+		}
+		sc, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sc.Close() })
+		return newHandshakeConn(sc, time.Now().Add(-time.Minute))
+	}
+	spoke, silent := accept("SSH-2.0-OpenSSH_9.2\r\n"), accept("")
+	waitUntil(t, "the client's banner to arrive", spoke.unread)
+	if silent.unread() {
+		t.Fatal("a silent client has bytes waiting")
+	}
+	p := newHandshakes(sshLimits{unauthenticated: 2, unauthenticatedPerSource: 10, grace: time.Second})
+	p.admit(spoke, time.Now())
+	p.admit(silent, time.Now())
+	newcomer := newHandshakeConn(silent.Conn, time.Now())
+	newcomer.source = "elsewhere"
+	if _, pushed := p.admit(newcomer, time.Now()); pushed != silent {
+		t.Errorf("pushed out %v, want the silent one", name(pushed))
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	waitLong(t, what, 5*time.Second, cond)
+}
+
+func waitLong(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestClientAdmission: the caps per source and per key, and at the overall
+// cap the connection idle longest is pushed out, counting a session that
+// never started an op as idle once grace is over, and never one running an
+// op or younger than grace.
+func TestClientAdmission(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	cl := func(source, key string, start time.Duration) *client {
+		return &client{source: source, key: key, activity: newActivity(at(start))}
+	}
+	var cs *clients
+	admit := func(c *client, now time.Duration, wantPushed *client, wantErr string) {
+		t.Helper()
+		pushed, err := cs.admit(c, at(now))
+		if pushed != wantPushed || (err == nil) != (wantErr == "") || err != nil && !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("admit %s/%s at %s: pushed %p, %v; want %p, %q", c.source, c.key, now, pushed, err, wantPushed, wantErr)
+		}
+	}
+	limits := sshLimits{authenticated: 4, authenticatedPerSource: 2, authenticatedPerKey: 2, grace: time.Second}
+
+	cs = newClients(limits)
+	admit(cl("a", "k1", 0), 0, nil, "")
+	admit(cl("a", "k2", 0), 0, nil, "")
+	admit(cl("a", "k3", 0), 0, nil, "2 connections from a already")
+	admit(cl("b", "k1", 0), 0, nil, "")
+	admit(cl("c", "k1", 0), 0, nil, "2 connections with this key already")
+
+	cs = newClients(limits)
+	busy, noExec, recent, fresh := cl("a", "k1", 0), cl("b", "k2", 0), cl("c", "k3", 0), cl("d", "k4", 9500*time.Millisecond)
+	busy.activity.openSession(10, at(0))
+	busy.activity.startOp()
+	for range 10 { // sessions that never start an op
+		noExec.activity.openSession(10, at(time.Millisecond))
+	}
+	recent.activity.startOp()
+	recent.activity.endOp(at(8 * time.Second))
+	for _, c := range []*client{busy, noExec, recent, fresh} {
+		admit(c, c.activity.since.Sub(t0), nil, "")
+	}
+	now := 10 * time.Second
+	admit(cl("e", "k5", now), now, noExec, "") // idle 10s
+	admit(cl("f", "k6", now), now, recent, "") // idle 2s
+	// busy runs an op, fresh and the newcomers are younger than grace.
+	admit(cl("g", "k7", now), now, nil, "4 connections already, none idle")
+	if !cs.all[busy] || !cs.all[fresh] || cs.all[noExec] || cs.all[recent] || len(cs.all) != 4 {
+		t.Errorf("left: busy %v, fresh %v, noExec %v, recent %v, %d in all", cs.all[busy], cs.all[fresh], cs.all[noExec], cs.all[recent], len(cs.all))
+	}
+	cs.remove(busy)
+	cs.remove(noExec) // pushed out already: no double count
+	if len(cs.all) != 3 || cs.bySource["a"] != 0 || cs.byKey["k2"] != 0 {
+		t.Errorf("after removal: %d left, %+v, %+v", len(cs.all), cs.bySource, cs.byKey)
+	}
+}
+
+// floodSource is the i-th loopback address a flood comes from; the
+// measured clients come from 127.0.0.1, which is none of them.
+func floodSource(i int) string { return fmt.Sprintf("127.0.%d.%d", 1+i/250, 1+i%250) }
+
+func dialFrom(src, addr string) (net.Conn, error) {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 2 * time.Second}
+	return d.Dial("tcp", addr)
+}
+
+// flood runs attackers against a server until stopped; every loop is
+// bounded by the context, and each attacker pauses before it tries again.
+type flood struct {
+	ctx    context.Context
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
+	dialed atomic.Int64 // connections opened, for "the flood is on"
+}
+
+func startFlood(t *testing.T) *flood {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	f := &flood{ctx: ctx, stop: cancel}
+	t.Cleanup(func() { f.stop(); f.wg.Wait() })
+	return f
+}
+
+// holdConns keeps n connections from sources open, each sending banner
+// ("" for none) and then nothing, and opens another when pgod closes one.
+func (f *flood) holdConns(addr string, n, sources int, banner string) {
+	for i := range n {
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			for f.ctx.Err() == nil {
+				if c, err := dialFrom(floodSource(i%sources), addr); err == nil {
+					f.dialed.Add(1)
+					if banner != "" {
+						io.WriteString(c, banner)
+					}
+					stop := context.AfterFunc(f.ctx, func() { c.Close() })
+					io.Copy(io.Discard, c) // until pgod, or the end of the flood, closes it
+					stop()
+					c.Close()
+				}
+				sleepCtx(f.ctx, 100*time.Millisecond)
+			}
+		}()
+	}
+}
+
+// failLogins logs in with key, which no service lists, in waves of wave
+// connections from sources.
+func (f *flood) failLogins(addr string, hostKey ssh.PublicKey, key ssh.Signer, wave, sources int) {
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		cfg := &ssh.ClientConfig{User: "x", Auth: []ssh.AuthMethod{ssh.PublicKeys(key)}, HostKeyCallback: ssh.FixedHostKey(hostKey)}
+		for f.ctx.Err() == nil {
+			var wg sync.WaitGroup
+			for i := range wave {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c, err := dialFrom(floodSource(i%sources), addr)
+					if err != nil {
+						return
+					}
+					defer c.Close()
+					f.dialed.Add(1)
+					c.SetDeadline(time.Now().Add(10 * time.Second))
+					if sc, _, _, err := ssh.NewClientConn(c, addr, cfg); err == nil {
+						sc.Close()
+					}
+				}()
+			}
+			wg.Wait()
+			sleepCtx(f.ctx, 50*time.Millisecond)
+		}
+	}()
+}
+
+// holdSessions logs in with key conns times from sources and opens as many
+// sessions as it may on each, never starting an op, and holds them; dialed
+// counts the connections that got their sessions or were turned away.
+func (f *flood) holdSessions(t *testing.T, addr string, hostKey ssh.PublicKey, key ssh.Signer, conns, sources int) {
+	cfg := &ssh.ClientConfig{User: "x", Auth: []ssh.AuthMethod{ssh.PublicKeys(key)}, HostKeyCallback: ssh.FixedHostKey(hostKey), Timeout: 5 * time.Second}
+	for i := range conns {
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			settled := sync.OnceFunc(func() { f.dialed.Add(1) }) // holding its sessions, or turned away
+			defer settled()
+			c, err := dialFrom(floodSource(i%sources), addr)
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			sc, chans, reqs, err := ssh.NewClientConn(c, addr, cfg)
+			if err != nil {
+				return
+			}
+			client := ssh.NewClient(sc, chans, reqs)
+			defer client.Close()
+			for range defaultSSHLimits.sessions {
+				if _, err := client.NewSession(); err != nil {
+					return
+				}
+			}
+			settled()
+			<-f.ctx.Done()
+		}()
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// pingTimeout is how long one ping from a fresh client may take during a flood.
+const pingTimeout = time.Second
+
+// measurePings pings n times, one after the other, each from a fresh
+// connection within pingTimeout, and returns the durations or the first failure.
+func measurePings(n int, ping func(ctx context.Context) error) ([]time.Duration, error) {
+	var took []time.Duration
+	for i := range n {
+		ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
+		start := time.Now()
+		err := ping(ctx)
+		cancel()
+		if err != nil {
+			return took, fmt.Errorf("ping %d of %d after %s: %v", i+1, n, time.Since(start).Round(time.Millisecond), err)
+		}
+		took = append(took, time.Since(start))
+	}
+	return took, nil
+}
+
+// pingsSucceed asserts that every one of n pings succeeds within
+// pingTimeout. On a loaded machine a whole measurement may be unlucky:
+// it is tried a second time, never more.
+func pingsSucceed(t *testing.T, what string, n int, ping func(ctx context.Context) error) {
+	t.Helper()
+	took, err := measurePings(n, ping)
+	if err != nil {
+		t.Logf("%s: %v; measuring again", what, err)
+		took, err = measurePings(n, ping)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	slices.Sort(took)
+	t.Logf("%s: %d pings, p50 %s, max %s", what, n, took[n/2].Round(time.Millisecond), took[n-1].Round(time.Millisecond))
+}
+
+// goPing pings the service from 127.0.0.1 with x/crypto/ssh.
+func (ts *testServer) goPing(key ssh.Signer) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		cfg := &ssh.ClientConfig{User: "x", Auth: []ssh.AuthMethod{ssh.PublicKeys(key)}, HostKeyCallback: ssh.FixedHostKey(ts.hostKey.PublicKey())}
+		c, err := dialFrom("127.0.0.1", ts.addr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		stop := context.AfterFunc(ctx, func() { c.Close() })
+		defer stop()
+		sc, chans, reqs, err := ssh.NewClientConn(c, ts.addr, cfg)
+		if err != nil {
+			return err
+		}
+		client := ssh.NewClient(sc, chans, reqs)
+		defer client.Close()
+		sess, err := client.NewSession()
+		if err != nil {
+			return err
+		}
+		out, err := sess.Output("web//ping")
+		if err == nil && !strings.HasPrefix(string(out), "pong! - ") {
+			err = fmt.Errorf("answer %q", out)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("no pong within %s", pingTimeout)
+		}
+		return err
+	}
+}
+
+// TestSSHFloods: during each kind of flood a fresh client still gets its
+// pong, every time, within a second.
+func TestSSHFloods(t *testing.T) {
+	if testing.Short() {
+		t.Skip("floods take a while")
+	}
+	key, stranger, hog := newTestKey(t), newTestKey(t), newTestKey(t)
+	tests := []struct {
+		name  string
+		tune  func(*sshLimits)
+		start func(f *flood, ts *testServer)
+		on    int64 // connections the flood has opened once it is on
+	}{
+		{"200 silent connections", nil, func(f *flood, ts *testServer) { f.holdConns(ts.addr, 200, 20, "") }, 200},
+		{"50 stalled after the banner", nil, func(f *flood, ts *testServer) { f.holdConns(ts.addr, 50, 5, "SSH-2.0-flood\r\n") }, 50},
+		{"waves of 50 failing logins", nil, func(f *flood, ts *testServer) {
+			f.failLogins(ts.addr, ts.hostKey.PublicKey(), stranger, 50, 5)
+		}, 100},
+		// Fewer slots than the default 512, so the hog can fill them all in a test.
+		{"one key holding sessions without an exec", func(l *sshLimits) { l.authenticated = 64 }, func(f *flood, ts *testServer) {
+			f.holdSessions(t, ts.addr, ts.hostKey.PublicKey(), hog, 100, 10)
+		}, 100},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := startSSH(t, newFakeCtl(newFakeService("web", key.PublicKey(), hog.PublicKey())), tc.tune)
+			f := startFlood(t)
+			tc.start(f, ts)
+			waitLong(t, "the flood to be on", 30*time.Second, func() bool { return f.dialed.Load() >= tc.on })
+			pingsSucceed(t, tc.name, 30, ts.goPing(key))
+		})
+	}
+}
+
+// dialFromAs connects from the loopback address src with key.
+func (ts *testServer) dialFromAs(t *testing.T, src string, key ssh.Signer) (*ssh.Client, error) {
+	t.Helper()
+	c, err := dialFrom(src, ts.addr)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &ssh.ClientConfig{User: "x", Auth: []ssh.AuthMethod{ssh.PublicKeys(key)}, HostKeyCallback: ssh.FixedHostKey(ts.hostKey.PublicKey()), Timeout: 5 * time.Second}
+	sc, chans, reqs, err := ssh.NewClientConn(c, ts.addr, cfg)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	client := ssh.NewClient(sc, chans, reqs)
+	t.Cleanup(func() { client.Close() })
+	return client, nil
+}
+
+// TestSSHKeyOptions: from= and expiry-time= decide at the handshake and
+// again at each op, for the service the op names; no-pty runs an op
+// without the terminal the client asked for.
+func TestSSHKeyOptions(t *testing.T) {
+	fromKey, expired, noPTY, both := newTestKey(t), newTestKey(t), newTestKey(t), newTestKey(t)
+	web, db := newFakeService("web"), newFakeService("db")
+	web.setKeyLines(
+		authorizedLine(t, `from="127.0.0.2,127.0.0.3"`, fromKey.PublicKey()),
+		authorizedLine(t, `expiry-time="20200101"`, expired.PublicKey()),
+		authorizedLine(t, `restrict`, noPTY.PublicKey()),
+		authorizedLine(t, `from="!127.0.0.1,127.0.0.0/8"`, both.PublicKey()),
+	)
+	db.setKeys(both.PublicKey())
+	ts := startSSH(t, newFakeCtl(web, db), nil)
+
+	if _, err := ts.dialFromAs(t, "127.0.0.1", fromKey); err == nil {
+		t.Errorf("from= key got in from an address it does not list")
+	}
+	c, err := ts.dialFromAs(t, "127.0.0.3", fromKey)
+	if err != nil {
+		t.Fatalf("from= key from a listed address: %v", err)
+	}
+	if out, _, status := runSSH(t, c, "web//ping"); status != 0 || !strings.HasPrefix(out, "pong!") {
+		t.Errorf("from= key, listed address: %q, %d", out, status)
+	}
+	if _, err := ts.dialFromAs(t, "127.0.0.1", expired); err == nil {
+		t.Errorf("expired key got in")
+	}
+
+	// Let in by db from anywhere, by web only from elsewhere than 127.0.0.1.
+	c = ts.mustDial(t, both)
+	if _, stderr, status := runSSH(t, c, "web//ping"); status != exitUnauthorized {
+		t.Errorf("web from a refused address: %q, status %d", stderr, status)
+	}
+	if out, _, status := runSSH(t, c, "db//ping"); status != 0 || !strings.HasPrefix(out, "pong!") {
+		t.Errorf("db: %q, %d", out, status)
+	}
+	c, err = ts.dialFromAs(t, "127.0.0.9", both)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, status := runSSH(t, c, "web//ping"); status != 0 {
+		t.Errorf("web from an allowed address: status %d", status)
+	}
+
+	// restrict: the pty-req is not honoured, the op says so and runs without one.
+	sess, err := ts.mustDial(t, noPTY).NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.RequestPty("xterm", 24, 80, ssh.TerminalModes{}); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	sess.Stdout, sess.Stderr = &out, &errOut
+	if err := sess.Run("web//exec -it app tty"); err != nil {
+		t.Fatalf("exec -it: %v, %q", err, errOut.String())
+	}
+	if out.String() != "docker exec -i 0123456789ab tty\n" || !strings.Contains(errOut.String(), "ssh/test.pub:3 forbids a terminal") {
+		t.Errorf("exec -it with a restrict key: stdout %q, stderr %q", out.String(), errOut.String())
+	}
+	if logs := ts.logs.String(); !strings.Contains(logs, "key_file=ssh/test.pub:3") || !strings.Contains(logs, "key_file=ssh/test.pub:1") {
+		t.Errorf("op log lines do not name the key's line:\n%s", logs)
+	}
+}
+
+func TestSourceOf(t *testing.T) {
+	for addr, want := range map[string]string{
+		"192.0.2.1:22":                "192.0.2.1",
+		"[::ffff:192.0.2.1]:22":       "192.0.2.1",
+		"[2001:db8:1:2:3:4:5:6]:22":   "2001:db8:1:2::/64",
+		"[2001:db8:1:2:ffff::1]:2222": "2001:db8:1:2::/64",
+		"[fe80::1%eth0]:22":           "fe80::/64",
+	} {
+		if got := sourceOf(tcpAddr(addr)); got != want {
+			t.Errorf("sourceOf(%s) = %q, want %q", addr, got, want)
+		}
+	}
 }

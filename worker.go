@@ -13,10 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
-
-	"golang.org/x/crypto/ssh"
 )
 
 // worker tracks one service: it polls the branch, judges new commits, deploys
@@ -50,7 +47,7 @@ type worker struct {
 	st        savedState
 	deployed  []byte // project running, canonical JSON
 	validated []byte // project of the checkout, canonical JSON
-	keys      []ssh.PublicKey
+	keys      []*authorizedKey
 	running   int
 	desired   int
 }
@@ -689,8 +686,8 @@ func (w *worker) acquireSlot(ctx context.Context) error {
 
 func (w *worker) releaseSlot() { <-w.d.slots }
 
-// loadKeys reads the ssh/*.pub files of the checkout: regular files only
-// (never a symlink pgod would follow as root), one key a line.
+// loadKeys reads the keys of the checkout's ssh/ (keys.go) and warns of
+// each line or file it skipped.
 func (w *worker) loadKeys() {
 	keys, problems := readKeys(filepath.Join(w.checkout, "ssh"))
 	for _, p := range problems {
@@ -699,45 +696,6 @@ func (w *worker) loadKeys() {
 	w.mu.Lock()
 	w.keys = keys
 	w.mu.Unlock()
-}
-
-func readKeys(dir string) (keys []ssh.PublicKey, problems []string) {
-	files, _ := filepath.Glob(filepath.Join(dir, "*.pub"))
-	for _, f := range files {
-		data, err := readRegular(f, 64<<10)
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("ssh/%s: skipped, %v", filepath.Base(f), err))
-			continue
-		}
-		n := 0
-		for len(bytes.TrimSpace(data)) > 0 {
-			key, _, _, rest, err := ssh.ParseAuthorizedKey(data)
-			if err != nil {
-				problems = append(problems, fmt.Sprintf("ssh/%s: skipped, no valid public key", filepath.Base(f)))
-				break
-			}
-			keys = append(keys, key)
-			data = rest
-			n++
-		}
-	}
-	return keys, problems
-}
-
-// readRegular reads a regular file of at most limit bytes without following
-// a symlink and without blocking on a FIFO: the checkout is the service
-// user's to change, also while root reads it.
-func readRegular(path string, limit int64) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, errors.New("not a regular file")
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() || fi.Size() > limit {
-		return nil, fmt.Errorf("not a regular file under %d KiB", limit>>10)
-	}
-	return io.ReadAll(io.LimitReader(f, limit))
 }
 
 // short abbreviates a commit hash for humans.
