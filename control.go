@@ -46,8 +46,10 @@ type serviceControl interface {
 	// docker prepares a plain "docker" command as the service's user (used
 	// for exec, which needs stdin for itself).
 	docker(ctx context.Context, args ...string) (*exec.Cmd, error)
-	// serialize runs f while no deploy and no other mutating op runs on the service.
-	serialize(ctx context.Context, f func() error) error
+	// serialize runs f while no deploy and no other mutating op runs on the
+	// service, with a context bounded as a poll is; it answers a *busyError
+	// when the service stays busy too long.
+	serialize(ctx context.Context, f func(context.Context) error) error
 }
 
 // serviceStatus is what the daemon knows of one service.

@@ -166,13 +166,13 @@ func (s *fakeService) script(ctx context.Context, what string, scripts map[strin
 	return (*account)(nil).command(ctx, env, "sh", append([]string{"-c", script, what}, args...)...)
 }
 
-func (s *fakeService) serialize(ctx context.Context, f func() error) error {
+func (s *fakeService) serialize(ctx context.Context, f func(context.Context) error) error {
 	s.serialMu.Lock()
 	defer s.serialMu.Unlock()
 	s.mu.Lock()
 	s.serial = append(s.serial, "serialized")
 	s.mu.Unlock()
-	return f()
+	return f(ctx)
 }
 
 func (s *fakeService) record(call string) {

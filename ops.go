@@ -44,6 +44,7 @@ const (
 	exitNotFound     = 69 // EX_UNAVAILABLE
 	exitUnauthorized = 77 // EX_NOPERM
 	exitFailure      = 1  // the op ran and failed without a status of its own
+	exitBusy         = 75 // EX_TEMPFAIL: another operation holds the service; try again
 )
 
 func (e *requestError) status() int {

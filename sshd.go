@@ -837,18 +837,21 @@ func (s *sshServer) runOp(ctx context.Context, req opRequest, svc serviceControl
 	if !spec.mutating {
 		return spec.run(ctx, o)
 	}
-	return svc.serialize(ctx, func() error { return spec.run(ctx, o) })
+	return svc.serialize(ctx, func(ctx context.Context) error { return spec.run(ctx, o) })
 }
 
 // exitOf turns an op's outcome into its exit status and its metrics result.
 func exitOf(err error) (int, string) {
 	var re *requestError
 	var es exitStatus
+	var busy *busyError
 	switch {
 	case err == nil:
 		return 0, "ok"
 	case errors.As(err, &re):
 		return re.status(), re.result()
+	case errors.As(err, &busy):
+		return exitBusy, "busy"
 	case errors.As(err, &es):
 		return int(es), "error"
 	}

@@ -170,10 +170,10 @@ func jitter(d time.Duration) time.Duration {
 // lock only briefly: a client (a CI deploy step) gets an answer saying what
 // holds the service rather than hang behind a long pull or a stalled git.
 // An op has the same deadline as a poll, however long its client stays.
-func (w *worker) serialize(ctx context.Context, f func() error) error {
+func (w *worker) serialize(ctx context.Context, f func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
-	return w.lock.tryHold(ctx, "an SSH op", opLockWait, f)
+	return w.lock.tryHold(ctx, "an SSH op", opLockWait, func() error { return f(ctx) })
 }
 
 // opLockWait is how long an SSH op waits for the service's lock.

@@ -80,7 +80,7 @@ func TestReloadKeepsOneLockPerService(t *testing.T) {
 	defer cancel()
 
 	opRunning, opDone := make(chan struct{}), make(chan struct{})
-	go w.serialize(ctx, func() error { close(opRunning); <-opDone; return nil })
+	go w.serialize(ctx, func(context.Context) error { close(opRunning); <-opDone; return nil })
 	<-opRunning
 	d.apply(ctx, &Config{Services: []*Service{&changed}}, map[string]*account{"svc": w.acct})
 	next := d.worker("web")
