@@ -64,7 +64,7 @@ func TestE2EPolicyDeploysWhatWasChecked(t *testing.T) {
 	run := func(stdin []byte, args ...string) string {
 		t.Helper()
 		cmd := exec.CommandContext(ctx, "docker", append([]string{"compose", "-p", svc.Name, "-f", "-", "--project-directory", checkout}, args...)...)
-		cmd.Env = composeEnv(nil, svc)
+		cmd.Env = renderEnv(svc)
 		cmd.Stdin = bytes.NewReader(stdin)
 		out, err := cmd.CombinedOutput()
 		if err != nil {

@@ -88,7 +88,7 @@ func TestRecheckPathsSymlinkSwap(t *testing.T) {
 		t.Fatal(err)
 	}
 	vs := recheckPaths(project, r)
-	if len(vs) != 1 || !strings.Contains(vs[0].String(), "resolves to /) is outside the checkout and the data directory") {
+	if len(vs) != 1 || !strings.Contains(vs[0].String(), "passes through the symlink "+data+"/db -> / and resolves to /, which is outside the checkout and the data directory") {
 		t.Fatalf("recheck after swap = %v", vs)
 	}
 }
@@ -144,11 +144,15 @@ func TestWritableBindOfGit(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := renderRequest{Service: &Service{Name: "team"}, Checkout: checkout, DataDir: filepath.Join(base, "data")}
-	for _, source := range []string{checkout, checkout + "/.git", checkout + "/.git/hooks", checkout + "/meta"} {
+	for _, source := range []string{checkout, checkout + "/.git", checkout + "/.git/hooks"} {
 		vs := recheckPaths(bindProject(source), r)
 		if len(vs) != 1 || !strings.Contains(vs[0].Msg, "reaches the checkout's .git") {
 			t.Errorf("writable bind of %s: %v", source, vs)
 		}
+	}
+	// Through a symlink, it is refused before it gets that far.
+	if vs := recheckPaths(bindProject(checkout+"/meta"), r); len(vs) != 1 || !strings.Contains(vs[0].Msg, "passes through the symlink ./meta -> .git") {
+		t.Errorf("writable bind of ./meta -> .git: %v", vs)
 	}
 	if vs := recheckPaths(bindProject(checkout+"/html"), r); len(vs) != 0 {
 		t.Errorf("writable bind of a subdirectory refused: %v", vs)

@@ -19,6 +19,7 @@ var updateFixtures = flag.Bool("update", false, "regenerate testdata/fixtures/*.
 func fixtureRequest() renderRequest {
 	return renderRequest{
 		Service:  &Service{Name: "fixt", Ports: []string{"80", "9000"}, Networks: []string{"proxy"}},
+		Others:   []string{"billing", "fixt-api"},
 		Checkout: "/srv/pgo/fixt",
 		DataDir:  "/data/fixt",
 	}
@@ -87,15 +88,16 @@ func TestPolicyFixtures(t *testing.T) {
 			`negative oom_score_adj is not allowed`,
 			`security_opt "seccomp=unconfined" is not allowed`,
 			`security_opt "apparmor:unconfined" is not allowed`,
-			`sysctl net.core.somaxconn is not allowed`,
+			`sysctl kernel.msgmax is not allowed; only net.* and kernel.shm_rmid_forced`,
 			`device reservations are not allowed`,
 		}},
 		{"mounts", []string{
 			`bind mount source / is outside the checkout and the data directory`,
 			`bind mount source /var/run/docker.sock`,
 			`bind propagation "rslave" is not allowed`,
-			`volume type "tmpfs" is not allowed`,
-			`volume type "image" is not allowed`,
+			`volume type "image" is not allowed; only bind, volume and tmpfs`,
+			`services.web.volumes[14]: service "web": bind mount source /etc/localtime`,
+			`services.web.volumes[15]: service "web": bind mount source /etc/hostname is outside the checkout`,
 			`bind mount source /data/other/db is outside`,
 			`volume "named": driver_opts are not allowed`,
 			`volume "remote": driver "rexray" is not allowed`,
@@ -129,8 +131,9 @@ func TestPolicyFixtures(t *testing.T) {
 			`port 53 published on a random host port is not allowed`,
 			`volumes_from "container:billing-db-1" is not allowed`,
 			`external_links "billing-db-1:db" is not allowed`,
-			`container_name "billing-web" is not allowed: it must start with "fixt-"`,
+			`container_name "billing-web" is not allowed: it belongs to service "billing"`,
 			`label "com.docker.compose.project" is reserved for compose`,
+			`network "subnet": ipam config (subnet, gateway, ip_range) is not allowed`,
 		}},
 		{"extensions", []string{
 			`x-pgo.reload: x-pgo reload must be true or false`,
@@ -139,12 +142,26 @@ func TestPolicyFixtures(t *testing.T) {
 			`services.web.credential_spec: service "web": unknown key "credential_spec" is not allowed`,
 			`service "ai": provider services are not allowed`,
 		}},
-		{"beyond", []string{
+		{"escapes", []string{
 			`logging driver "gelf" is not allowed`,
 			`annotations are not allowed`,
-			`alias "web" on shared network "proxy" is not allowed`,
+			`alias "billing-web-1" on shared network "proxy" is not allowed: it belongs to service "billing"`,
+			`hostname "billing-web-1" is a DNS name on shared network "proxy" and belongs to service "billing"`,
+			`services.web.mac_address: service "web": mac_address is not allowed on a service that joins shared network "proxy"`,
 			`ipv6_address on shared network "proxy" is not allowed`,
-			`mac_address on shared network "proxy" is not allowed`,
+			`services.web.networks.proxy.mac_address: service "web": mac_address on shared network "proxy" is not allowed`,
+			`driver_opts on shared network "proxy" are not allowed`,
+			`services.billing-web-1: service "billing-web-1": the compose service name "billing-web-1" is a DNS name on shared network "proxy" and belongs to service "billing"`,
+			`services.api: service "api": compose names this service's container fixt-api-1, which belongs to service "fixt-api"`,
+		}},
+		{"images", []string{
+			`services.db.image: service "db": image "postgres:16" is not allowed for a service that builds: a build would retag it on the engine every project shares; name it fixt-db or fixt/db (any tag)`,
+			`services.db.build.tags: service "db": build tag "redis:7" is not allowed`,
+			`services.db.build.tags: service "db": build tag "registry.example.org/fixt/db:1" is not allowed`,
+			`services.db.build.labels: service "db": label "com.docker.compose.project" is reserved for compose`,
+			`services.api.build: service "api": compose names this service's image fixt-api, which belongs to service "fixt-api"; set image: fixt/api`,
+			`services.api: service "api": compose names this service's container fixt-api-1`,
+			`services.bare.image: service "bare": image "fixt" is not allowed`,
 		}},
 		{"external-only", []string{
 			`networks: a project on an external network needs a network of its own too`,

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -25,32 +27,37 @@ const maxComposeFile = 4 << 20
 // composeSource is a pre-checked compose file: where it is, what is wrong with it
 // before rendering, and where its keys are, to put line numbers on violations.
 type composeSource struct {
-	root       string         // the checkout, symlinks resolved
-	file       string         // absolute path handed to compose with -f
-	rel        string         // path relative to the checkout, for messages
-	lines      map[string]int // key path (services.web.privileged) -> line of the key
+	root       string           // the checkout, symlinks resolved
+	file       string           // absolute path handed to compose with -f, symlinks resolved
+	rel        string           // path relative to the checkout, for messages
+	lines      map[string]int   // key path (services.web.privileged) -> line of the key
+	vars       map[string]int64 // variables compose may substitute -> their size, expanded
 	violations []violation
 }
 
 // precheck finds the compose file of a checkout and refuses, before compose
-// reads it, what would make compose load anything beyond that one file:
-// include, extends with file:, custom YAML tags, a .env setting COMPOSE_*.
-func precheck(checkout, compose string) (*composeSource, error) {
+// reads it, what would make compose load anything beyond that one file
+// (include, extends with file:, custom YAML tags, a .env setting COMPOSE_*),
+// and what would make it grow without bound (alias and variable bombs).
+func precheck(checkout string, svc *Service) (*composeSource, error) {
 	root, err := filepath.EvalSymlinks(checkout)
 	if err != nil {
 		return nil, fmt.Errorf("checkout: %w", err)
 	}
-	rel, err := findComposeFile(root, compose)
+	rel, err := findComposeFile(root, svc.Compose)
 	if err != nil {
 		return nil, err
 	}
-	src := &composeSource{root: root, file: filepath.Join(root, rel), rel: rel, lines: map[string]int{}}
-	data, v := readInCheckout(root, rel)
+	src := &composeSource{root: root, rel: rel, lines: map[string]int{}, vars: envSizes(svc.Env)}
+	// pgo hands compose the file's real path: compose itself opens it, and
+	// pgod's checkout does not follow symlinks.
+	data, resolved, v := readInCheckout(root, rel, true)
 	if v != nil {
 		src.violations = append(src.violations, *v)
 		return src, nil
 	}
-	src.violations = append(src.violations, precheckEnvFile(root)...)
+	src.file = resolved
+	src.violations = append(src.violations, src.precheckEnvFile()...)
 	src.violations = append(src.violations, src.precheckYAML(data)...)
 	return src, nil
 }
@@ -83,37 +90,44 @@ func unwrapPathError(err error) error {
 	return err
 }
 
-// readInCheckout reads a file of the checkout, refusing one that resolves
-// outside it: pgo reads as root, and a symlink to /etc/shadow must not make
-// it read, let alone quote, another file.
-func readInCheckout(root, rel string) ([]byte, *violation) {
-	resolved, err := resolveHostPath(filepath.Join(root, rel))
-	if err != nil {
-		return nil, &violation{File: rel, Msg: fmt.Sprintf("cannot resolve: %v", unwrapPathError(err))}
+// readInCheckout reads a regular file of the checkout, refusing one that
+// resolves outside it: pgo reads as root, and a symlink to /etc/shadow must
+// not make it read, let alone quote, another file. Unless followLinks, a
+// symlink on the way is refused too: compose opens such files itself, by
+// the path written, and pgod's checkout does not follow symlinks.
+func readInCheckout(root, rel string, followLinks bool) (data []byte, resolved string, v *violation) {
+	refuse := func(format string, args ...any) ([]byte, string, *violation) {
+		return nil, "", &violation{File: rel, Msg: fmt.Sprintf(format, args...)}
 	}
-	if !pathWithin(resolved, root) {
-		return nil, &violation{File: rel, Msg: "is a symlink out of the checkout, which is not allowed"}
+	resolved, link, err := walkHostPath(filepath.Join(root, rel), []string{root})
+	switch {
+	case err != nil:
+		return refuse("cannot resolve: %v", unwrapPathError(err))
+	case !pathWithin(resolved, root):
+		return refuse("is a symlink out of the checkout, which is not allowed")
+	case link != nil && !followLinks:
+		return refuse("passes through the symlink %s -> %s; pgod's checkout does not follow symlinks, so commit the file itself or name %s", strings.TrimPrefix(link.path, root+"/"), link.target, strings.TrimPrefix(resolved, root+"/"))
 	}
 	// Stat before opening: opening a FIFO would block.
 	if fi, err := os.Stat(resolved); err != nil || !fi.Mode().IsRegular() {
-		return nil, &violation{File: rel, Msg: "is not a regular file"}
+		return refuse("is not a regular file")
 	}
 	f, err := os.Open(resolved)
 	if err != nil {
-		return nil, &violation{File: rel, Msg: fmt.Sprintf("cannot read: %v", unwrapPathError(err))}
+		return refuse("cannot read: %v", unwrapPathError(err))
 	}
 	defer f.Close()
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return nil, &violation{File: rel, Msg: "is not a regular file"}
+		return refuse("is not a regular file")
 	}
-	data, err := io.ReadAll(io.LimitReader(f, maxComposeFile+1))
+	data, err = io.ReadAll(io.LimitReader(f, maxComposeFile+1))
 	if err != nil {
-		return nil, &violation{File: rel, Msg: fmt.Sprintf("cannot read: %v", unwrapPathError(err))}
+		return refuse("cannot read: %v", unwrapPathError(err))
 	}
 	if len(data) > maxComposeFile {
-		return nil, &violation{File: rel, Msg: fmt.Sprintf("is larger than %d bytes", maxComposeFile)}
+		return refuse("is larger than %d bytes", maxComposeFile)
 	}
-	return data, nil
+	return data, resolved, nil
 }
 
 // envKeyRE finds the variable name of a .env line as compose's dotenv parser
@@ -123,16 +137,22 @@ var envKeyRE = regexp.MustCompile(`^\s*(?:export\s+)?([^\s=:#]+)\s*[=:]`)
 // precheckEnvFile refuses a .env (read by compose itself from the project
 // directory) that sets COMPOSE_* or DOCKER_* variables: COMPOSE_FILE,
 // COMPOSE_PROFILES, DOCKER_HOST and friends change which files compose loads or
-// which engine it talks to, behind the back of the pre-check.
-func precheckEnvFile(root string) []violation {
-	if _, err := os.Lstat(filepath.Join(root, ".env")); err != nil {
+// which engine it talks to, behind the back of the pre-check. Its variables
+// join those the compose file may substitute.
+func (s *composeSource) precheckEnvFile() []violation {
+	if _, err := os.Lstat(filepath.Join(s.root, ".env")); err != nil {
 		return nil
 	}
-	data, v := readInCheckout(root, ".env")
+	data, _, v := readInCheckout(s.root, ".env", false)
 	if v != nil {
 		return []violation{*v}
 	}
-	return checkEnvFile(".env", data)
+	vs := checkEnvFile(".env", data)
+	_, line := expandEnv(data, s.vars)
+	if line > 0 {
+		vs = append(vs, violation{File: ".env", Line: line, Msg: fmt.Sprintf("this value grows past %d bytes once its variables are expanded", maxExpandedBytes)})
+	}
+	return vs
 }
 
 // checkEnvFile checks every line that looks like an assignment, including
@@ -158,29 +178,34 @@ func checkEnvFile(name string, data []byte) []violation {
 	return vs
 }
 
-// maxYAMLNodes bounds the work, over all documents of a file, on a hostile
-// file full of aliases.
+// maxYAMLNodes bounds the work of the walks below, over all documents of a
+// file; how far aliases make a file grow is bounded before they start.
 const maxYAMLNodes = 1000000
 
 // precheckYAML parses every document of the file (compose merges them all)
 // and records key lines for later violations.
 func (s *composeSource) precheckYAML(data []byte) []violation {
+	docs, v := s.decodeDocuments(data)
+	if v != nil {
+		return []violation{*v}
+	}
+	// Size first: the walks below follow merge keys, and compose follows
+	// everything.
+	grow := newExpander(s.vars)
+	var grown growth
+	for _, doc := range docs {
+		grown = grown.plus(grow.size(doc))
+	}
+	if grown.tooBig() {
+		return []violation{s.bomb()}
+	}
 	var vs []violation
 	var roots []*yaml.Node
 	budget := maxYAMLNodes
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	for {
-		var doc yaml.Node
-		err := dec.Decode(&doc)
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return append(vs, violation{File: s.rel, Line: yamlErrorLine(err), Msg: fmt.Sprintf("invalid YAML: %s", yamlErrorText(err))})
-		}
-		vs = append(vs, s.checkNodes(&doc, &budget)...)
+	for _, doc := range docs {
+		vs = append(vs, s.checkNodes(doc, &budget)...)
 		if budget <= 0 {
-			return append(vs, violation{File: s.rel, Msg: "too many YAML nodes (alias expansion?)"})
+			return append(vs, violation{File: s.rel, Msg: "too many YAML nodes"})
 		}
 		if len(doc.Content) == 0 {
 			continue
@@ -192,17 +217,42 @@ func (s *composeSource) precheckYAML(data []byte) []violation {
 			}
 			continue
 		}
-		vs = append(vs, s.checkTop(root, &budget)...)
+		vs = append(vs, s.checkTop(root, &grown, &budget)...)
 		s.index("", root, 0, &budget)
 		if budget <= 0 {
-			return append(vs, violation{File: s.rel, Msg: "too many YAML nodes (alias expansion?)"})
+			return append(vs, violation{File: s.rel, Msg: "too many YAML nodes"})
 		}
 		roots = append(roots, root)
+	}
+	if grown.tooBig() {
+		vs = append(vs, s.bomb())
 	}
 	if len(roots) == 1 {
 		s.indexItems(roots[0], &budget)
 	}
 	return vs
+}
+
+// decodeDocuments parses every YAML document of the file.
+func (s *composeSource) decodeDocuments(data []byte) ([]*yaml.Node, *violation) {
+	var docs []*yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var doc yaml.Node
+		err := dec.Decode(&doc)
+		if err == io.EOF {
+			return docs, nil
+		}
+		if err != nil {
+			return nil, &violation{File: s.rel, Line: yamlErrorLine(err), Msg: fmt.Sprintf("invalid YAML: %s", yamlErrorText(err))}
+		}
+		docs = append(docs, &doc)
+	}
+}
+
+// bomb is the finding for a file that grows past the bounds once expanded.
+func (s *composeSource) bomb() violation {
+	return violation{File: s.rel, Msg: fmt.Sprintf("the project grows past %d bytes or %d YAML nodes once its aliases, variables and env files are expanded (an alias or variable bomb?); write the values out, or use fewer aliases", maxExpandedBytes, maxExpandedNodes)}
 }
 
 var yamlLineRE = regexp.MustCompile(`line (\d+)`)
@@ -263,7 +313,7 @@ func (s *composeSource) checkNodes(n *yaml.Node, budget *int) []violation {
 
 // checkTop refuses include and extends with file:, seeing through anchors and
 // merge keys the way compose's own YAML decoding does.
-func (s *composeSource) checkTop(root *yaml.Node, budget *int) []violation {
+func (s *composeSource) checkTop(root *yaml.Node, grown *growth, budget *int) []violation {
 	var vs []violation
 	for _, e := range entries(root, budget) {
 		switch e.key.Value {
@@ -275,21 +325,21 @@ func (s *composeSource) checkTop(root *yaml.Node, budget *int) []violation {
 				continue
 			}
 			for _, svc := range entries(services, budget) {
-				vs = append(vs, s.checkService(svc.key.Value, deref(svc.value), budget)...)
+				vs = append(vs, s.checkService(svc.key.Value, deref(svc.value), grown, budget)...)
 			}
 		}
 	}
 	return vs
 }
 
-func (s *composeSource) checkService(name string, svc *yaml.Node, budget *int) []violation {
+func (s *composeSource) checkService(name string, svc *yaml.Node, grown *growth, budget *int) []violation {
 	if svc.Kind != yaml.MappingNode {
 		return nil
 	}
 	var vs []violation
 	for _, e := range entries(svc, budget) {
 		if e.key.Value == "env_file" || e.key.Value == "label_file" {
-			vs = append(vs, s.checkReadFiles(name, e, budget)...)
+			vs = append(vs, s.checkReadFiles(name, e, grown, budget)...)
 		}
 		if e.key.Value != "extends" {
 			continue
@@ -308,8 +358,9 @@ func (s *composeSource) checkService(name string, svc *yaml.Node, budget *int) [
 }
 
 // checkReadFiles keeps env_file and label_file inside the checkout: compose
-// reads them while rendering, and their content lands in the project.
-func (s *composeSource) checkReadFiles(service string, e yamlEntry, budget *int) []violation {
+// reads them while rendering, by the path written (pgod's checkout follows
+// no symlinks), and their content, variables expanded, lands in the project.
+func (s *composeSource) checkReadFiles(service string, e yamlEntry, grown *growth, budget *int) []violation {
 	var paths []*yaml.Node
 	v := deref(e.value)
 	switch v.Kind {
@@ -336,27 +387,40 @@ func (s *composeSource) checkReadFiles(service string, e yamlEntry, budget *int)
 		if p.Kind != yaml.ScalarNode {
 			continue
 		}
-		msg := ""
-		switch {
-		case strings.Contains(p.Value, "$"):
-			msg = fmt.Sprintf("%s %q: variables are not allowed in its path", e.key.Value, p.Value)
-		default:
-			abs := p.Value
-			if !filepath.IsAbs(abs) {
-				abs = filepath.Join(s.root, abs)
-			}
-			resolved, err := resolveHostPath(abs)
-			if err != nil {
-				msg = fmt.Sprintf("%s %q: %v", e.key.Value, p.Value, err)
-			} else if !pathWithin(resolved, s.root) {
-				msg = fmt.Sprintf("%s %q is outside the checkout", e.key.Value, p.Value)
-			}
-		}
-		if msg != "" {
-			vs = append(vs, violation{File: s.rel, Line: p.Line, Service: service, Msg: msg})
+		if msg := s.readFile(p.Value, grown); msg != "" {
+			vs = append(vs, violation{File: s.rel, Line: p.Line, Service: service, Msg: fmt.Sprintf("%s %q%s", e.key.Value, p.Value, msg)})
 		}
 	}
 	return vs
+}
+
+// readFile checks one env_file or label_file path and adds what its content
+// grows to; it returns why the path is refused, "" when it is not.
+func (s *composeSource) readFile(path string, grown *growth) string {
+	switch {
+	case strings.Contains(path, "$"):
+		return ": variables are not allowed in its path"
+	case strings.HasPrefix(path, "~"):
+		return ": ~ is not allowed in its path (pgod and pgo check render with different home directories); name a file of the checkout, such as ./app.env"
+	}
+	abs := path
+	if !filepath.IsAbs(abs) {
+		abs = filepath.Join(s.root, abs)
+	}
+	rel, ok := strings.CutPrefix(filepath.Clean(abs), s.root+"/")
+	if !ok {
+		return " is outside the checkout"
+	}
+	if _, err := os.Lstat(abs); errors.Is(err, fs.ErrNotExist) {
+		return "" // compose says so, unless it is optional
+	}
+	data, _, v := readInCheckout(s.root, rel, false)
+	if v != nil {
+		return " " + v.Msg
+	}
+	added, _ := expandEnv(data, maps.Clone(s.vars))
+	*grown = grown.plus(growth{bytes: added})
+	return ""
 }
 
 // yamlEntry is one key/value of a mapping after merge keys are applied.

@@ -176,7 +176,7 @@ func TestRenderFIFO(t *testing.T) {
 	if err := syscall.Mkfifo(filepath.Join(dir, "compose.yaml"), 0o644); err != nil {
 		t.Skip(err)
 	}
-	src, err := precheck(dir, "")
+	src, err := precheck(dir, &Service{Name: "team"})
 	if err != nil || len(src.violations) != 1 || !strings.Contains(src.violations[0].String(), "compose.yaml: is not a regular file") {
 		t.Fatalf("precheck = %v, %v", src, err)
 	}
