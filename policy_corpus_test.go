@@ -107,8 +107,8 @@ func TestPolicyCorpus(t *testing.T) {
 			rejects++
 		}
 	}
-	if accepts < 15 || rejects < 40 {
-		t.Errorf("corpus has %d benign and %d adversarial projects; want >= 15 and >= 40", accepts, rejects)
+	if accepts < 35 || rejects < 120 {
+		t.Errorf("corpus has %d benign and %d adversarial projects; want >= 35 and >= 120", accepts, rejects)
 	}
 	for _, dir := range dirs {
 		t.Run(filepath.Base(dir), func(t *testing.T) {

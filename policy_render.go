@@ -57,6 +57,11 @@ func renderEnv(svc *Service) []string {
 // bounds, comes back as a violation; err is for when compose could not run
 // or ctx was cancelled.
 func renderCompose(ctx context.Context, r renderRequest, file string) ([]byte, []violation, error) {
+	return renderWithin(ctx, r, file, renderTimeout)
+}
+
+// renderWithin is renderCompose with its time bound given.
+func renderWithin(ctx context.Context, r renderRequest, file string, timeout time.Duration) ([]byte, []violation, error) {
 	docker := r.Docker
 	if docker == "" {
 		docker = "docker"
@@ -69,7 +74,7 @@ func renderCompose(ctx context.Context, r renderRequest, file string) ([]byte, [
 	if err != nil {
 		return nil, nil, fmt.Errorf("prlimit (util-linux) bounds the memory of docker compose config and is not installed: %w", err)
 	}
-	bounded, cancel := context.WithTimeout(ctx, renderTimeout)
+	bounded, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	limit := strconv.Itoa(renderMemory)
 	args := append([]string{"--data=" + limit + ":" + limit, "--", docker}, composeConfigArgs(r.Service.Name, file, r.Checkout)...)
@@ -90,7 +95,7 @@ func renderCompose(ctx context.Context, r renderRequest, file string) ([]byte, [
 	case stdout.over:
 		return refused("the rendered project is larger than %d bytes, which is not allowed", maxRendered)
 	case errors.Is(bounded.Err(), context.DeadlineExceeded):
-		return refused("docker compose config did not finish within %s; the project is too big to render", renderTimeout)
+		return refused("docker compose config did not finish within %s; the project is too big to render", timeout)
 	case err == nil:
 		return stdout.Bytes(), nil, nil
 	case outOfMemory(head.String() + tail.String()):
@@ -128,9 +133,10 @@ func composeMessage(head, tail string) string {
 }
 
 // cappedBuffer keeps what is written to it up to max bytes; past that it
-// refuses the write and calls full, once.
+// refuses the write and calls full, once. (No embedded bytes.Buffer: its
+// ReadFrom would let io.Copy past the cap.)
 type cappedBuffer struct {
-	bytes.Buffer
+	buf  bytes.Buffer
 	max  int
 	over bool
 	full func()
@@ -139,16 +145,19 @@ type cappedBuffer struct {
 var errCapped = errors.New("output limit reached")
 
 func (c *cappedBuffer) Write(p []byte) (int, error) {
-	if room := c.max - c.Len(); len(p) > room {
-		c.Buffer.Write(p[:max(room, 0)])
+	if room := c.max - c.buf.Len(); len(p) > room {
+		c.buf.Write(p[:max(room, 0)])
 		if !c.over && c.full != nil {
 			c.full()
 		}
 		c.over = true
 		return 0, errCapped
 	}
-	return c.Buffer.Write(p)
+	return c.buf.Write(p)
 }
+
+func (c *cappedBuffer) Bytes() []byte  { return c.buf.Bytes() }
+func (c *cappedBuffer) String() string { return c.buf.String() }
 
 // teeWriter writes to both, as io.MultiWriter would, but never stops at the
 // first writer's error: the head of standard error is kept, and the tail too.

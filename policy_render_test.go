@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestCheckComposeVersion(t *testing.T) {
@@ -38,7 +40,7 @@ func TestCheckComposeVersion(t *testing.T) {
 	}
 }
 
-// fakeComposeDocker writes a docker substitute that prints out for "compose version".
+// fakeComposeDocker writes a docker substitute that runs script.
 func fakeComposeDocker(t *testing.T, script string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "docker")
@@ -179,5 +181,116 @@ func TestRenderFIFO(t *testing.T) {
 	src, err := precheck(dir, &Service{Name: "team"})
 	if err != nil || len(src.violations) != 1 || !strings.Contains(src.violations[0].String(), "compose.yaml: is not a regular file") {
 		t.Fatalf("precheck = %v, %v", src, err)
+	}
+}
+
+// renderWith renders a one-service checkout with the given docker.
+func renderWith(t *testing.T, docker string, within time.Duration) []violation {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte("services:\n  web:\n    image: busybox\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, vs, err := renderWithin(context.Background(), renderRequest{Service: &Service{Name: "team"}, Checkout: dir, Docker: docker}, filepath.Join(dir, "compose.yaml"), within)
+	if err != nil {
+		t.Fatalf("render: %v", err)
+	}
+	return vs
+}
+
+// TestRenderBounds: what compose runs under is bounded in memory (the
+// limit reaches the docker process), output and time, and each bound
+// broken is a refusal saying which.
+func TestRenderBounds(t *testing.T) {
+	if _, err := exec.LookPath("prlimit"); err != nil {
+		t.Skip("no prlimit")
+	}
+	tests := []struct {
+		name, script string
+		want         string
+	}{
+		{"memory", `echo "data limit $(ulimit -d) KiB" >&2; exit 1`, "docker compose config refused the project: data limit 524288 KiB"},
+		{"output", `head -c 9000000 /dev/zero`, "the rendered project is larger than 8388608 bytes"},
+		{"time", `exec sleep 60`, "docker compose config did not finish within 1s"},
+		{"crash", `echo "fatal error: runtime: out of memory" >&2; echo goroutine 1 >&2; exit 2`, "docker compose config needed more than 512 MiB of memory"},
+		{"panic", `echo "panic: boom" >&2; for i in $(seq 50); do echo "frame $i" >&2; done; exit 2`, "docker compose config refused the project: panic: boom"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			vs := renderWith(t, fakeComposeDocker(t, tt.script), time.Second)
+			if len(vs) != 1 || !strings.Contains(vs[0].Msg, tt.want) {
+				t.Fatalf("violations %v; want %q", vs, tt.want)
+			}
+		})
+	}
+}
+
+// TestRenderMemoryLimitStopsCompose: the real compose, handed a billion
+// laughs behind the pre-check's back, dies at the data limit instead of
+// eating the host's memory.
+func TestRenderMemoryLimitStopsCompose(t *testing.T) {
+	requireCompose(t)
+	if testing.Short() {
+		t.Skip("takes compose some seconds to reach the limit")
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "compose.yaml")
+	if err := os.WriteFile(file, []byte(billionLaughs()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, vs, err := renderCompose(ctx, renderRequest{Service: &Service{Name: "team"}, Checkout: dir, Docker: "docker"}, file)
+	if err != nil || len(vs) != 1 || !strings.Contains(vs[0].Msg, "needed more than 512 MiB of memory") {
+		t.Fatalf("render = %v, %v; want compose stopped at the memory limit", vs, err)
+	}
+}
+
+// TestRenderHomeAlike: pgo check (no account) and pgod (the service's
+// account, with its own home) render with the same HOME, so ~ means the
+// same to both and is refused by both, in the same words.
+func TestRenderHomeAlike(t *testing.T) {
+	requireCompose(t)
+	dir := t.TempDir()
+	compose := "services:\n  web:\n    image: busybox\n    environment: {H: \"${HOME}\"}\n    volumes: [\"~/data:/data\"]\n"
+	if err := os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte(compose), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var verdicts []string
+	for _, a := range []*account{nil, {Name: "root", Home: "/root"}} {
+		project, vs, err := renderProject(context.Background(), renderRequest{Service: &Service{Name: "team", User: "root"}, Checkout: dir, DataDir: "/data/team", Account: a, Docker: "docker"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		verdicts = append(verdicts, fmt.Sprint(vs)+string(project))
+	}
+	if verdicts[0] != verdicts[1] {
+		t.Fatalf("pgo check and pgod judge differently:\n%s\n%s", verdicts[0], verdicts[1])
+	}
+	if !strings.Contains(verdicts[0], "bind mount source ~/data: ~ and $HOME are not allowed in host paths") {
+		t.Errorf("~ not refused: %s", verdicts[0])
+	}
+}
+
+// TestRenderWithoutEngine: compose config needs no engine, so the render
+// runs as the service's user without the docker group.
+func TestRenderWithoutEngine(t *testing.T) {
+	requireCompose(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run as nobody")
+	}
+	dir := t.TempDir()
+	for d := dir; d != "/"; d = filepath.Dir(d) {
+		if strings.HasPrefix(d, os.TempDir()+"/") {
+			os.Chmod(d, 0o755)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte("services:\n  web:\n    image: busybox\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nobody := &account{Name: "nobody", UID: 65534, GID: 65534, Home: "/nonexistent"}
+	project, vs, err := renderProject(context.Background(), renderRequest{Service: &Service{Name: "team", User: "nobody"}, Checkout: dir, Account: nobody, Docker: "docker"})
+	if err != nil || len(vs) > 0 || !strings.Contains(string(project), `"name": "team"`) {
+		t.Fatalf("render as nobody: %v, %v\n%s", vs, err, project)
 	}
 }
