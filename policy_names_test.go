@@ -34,8 +34,8 @@ func TestNamespaceOwner(t *testing.T) {
 
 func TestImageRepo(t *testing.T) {
 	for ref, want := range map[string][2]string{
-		"postgres:16":                             {"", "postgres"},
-		"library/postgres":                        {"", "postgres"},
+		"postgres:16":      {"", "postgres"},
+		"library/postgres": {"", "postgres"},
 		"docker.io/library/postgres:16@sha256:ab": {"", "postgres"},
 		"index.docker.io/shop/web":                {"", "shop/web"},
 		"shop/web:1":                              {"", "shop/web"},

@@ -222,7 +222,7 @@ func TestBindThroughSymlinks(t *testing.T) {
 			"bind mount source ./conf/latest/new passes through the symlink ./conf/latest -> prod; pgod's directories do not follow symlinks, so bind ./conf/prod/new"},
 		{pathsProject("", bindVol(data+"/current", false)),
 			"bind mount source " + data + "/current passes through the symlink " + real + "/current -> v2; pgod's directories do not follow symlinks, so bind " + real + "/v2"},
-		{pathsProject(`"secrets": {"s": {"file": "`+checkout+`/config/token"}}, `),
+		{pathsProject(`"secrets": {"s": {"file": "` + checkout + `/config/token"}}, `),
 			"secrets file ./config/token passes through the symlink ./config -> conf/prod; pgod's directories do not follow symlinks, so bind ./conf/prod/token"},
 		{[]byte(`{"name": "team", "services": {"web": {"build": {"context": "` + checkout + `/config"}}}}`),
 			"build context ./config passes through the symlink ./config -> conf/prod"},
