@@ -354,6 +354,11 @@ func TestE2EPolicyPlantedImageRefused(t *testing.T) {
 	if got := projectContainers(t, victim); len(got) > 0 {
 		t.Fatalf("the planted image runs: %v", got)
 	}
+	build := "services:\n  app:\n    build: .\n    command: [sleep, \"600\"]\n"
+	vs = checkAndUp(t, &Service{Name: victim, User: "root"}, policyCheckout(t, build, map[string]string{"Dockerfile": "FROM " + image + "\n"}), []string{attacker})
+	if want := `build base image ` + image + ` on this engine was built by compose project "` + attacker + `"`; !strings.Contains(fmt.Sprint(vs), want) {
+		t.Fatalf("build on the planted image: violations %v; want %q", vs, want)
+	}
 	own := "services:\n  db:\n    image: " + testImage + "\n    command: [sleep, \"600\"]\n"
 	if vs := checkAndUp(t, &Service{Name: victim, User: "root"}, policyCheckout(t, own, map[string]string{}), []string{attacker}); len(vs) > 0 {
 		t.Fatalf("the operator's own image refused: %v", vs)

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -96,9 +97,10 @@ func (e *engineRules) externalNetworksNotAnothers(nets map[string]any) {
 
 // imagesNotPlanted: an image present on the engine under a service's tag,
 // built by compose for another project and never pulled from a registry
-// under that name, is another team's build in this project's clothes. The
-// operator's own images (docker build, no compose label) and pulled ones
-// run.
+// under that name, is another team's build in this project's clothes, and
+// so is a base the service's build starts from (a build uses the engine's
+// image of that name). The operator's own images (docker build, no compose
+// label) and pulled ones run.
 func (e *engineRules) imagesNotPlanted(services map[string]any) {
 	for _, name := range slices.Sorted(maps.Keys(services)) {
 		s := jsonObject(services[name])
@@ -106,19 +108,35 @@ func (e *engineRules) imagesNotPlanted(services map[string]any) {
 		if ref == "" && s["build"] != nil {
 			ref = e.name + "-" + name
 		}
-		if ref == "" || strings.Contains(ref, "@") {
-			continue // a digest names content, which no tag can replace
+		if builder := e.plantedBy(ref); builder != "" {
+			e.add("services."+name+".image", "image %s on this engine was built by compose project %q, not pulled from a registry; pgod does not run another project's build. Ask the operator to remove it (docker image rm %s) so that it is pulled again", ref, builder, ref)
 		}
-		img := e.inspect("image", ref)
-		if img == nil {
-			continue // pulled or built at "up"
+		if b := jsonObject(s["build"]); b != nil {
+			for _, base := range baseImages(b, e.r.Checkout) {
+				if builder := e.plantedBy(base); builder != "" {
+					e.add("services."+name+".build", "build base image %s on this engine was built by compose project %q, not pulled from a registry; pgod does not build on another project's build. Ask the operator to remove it (docker image rm %s) so that it is pulled again", base, builder, base)
+				}
+			}
 		}
-		builder := jsonString(jsonObject(jsonObject(img["Config"])["Labels"])[composeProjectLabel])
-		if builder == "" || builder == e.name || pulledAs(img, ref) {
-			continue
-		}
-		e.add("services."+name+".image", "image %s on this engine was built by compose project %q, not pulled from a registry; pgod does not run another project's build. Ask the operator to remove it (docker image rm %s) so that it is pulled again", ref, builder, ref)
 	}
+}
+
+// plantedBy returns the other compose project that built the engine's
+// image ref, "" when the engine has none, or it was pulled under that name,
+// built by no compose or by this project.
+func (e *engineRules) plantedBy(ref string) string {
+	if ref == "" || strings.Contains(ref, "@") {
+		return "" // a digest names content, which no tag can replace
+	}
+	img := e.inspect("image", ref)
+	if img == nil {
+		return "" // pulled or built at "up"
+	}
+	builder := jsonString(jsonObject(jsonObject(img["Config"])["Labels"])[composeProjectLabel])
+	if builder == e.name || pulledAs(img, ref) {
+		return ""
+	}
+	return builder
 }
 
 // pulledAs reports whether the image came from a registry under ref's
@@ -132,4 +150,94 @@ func pulledAs(img map[string]any, ref string) bool {
 		}
 	}
 	return false
+}
+
+// baseImages lists the images a build uses, as far as the Dockerfile names
+// them plainly: FROM, COPY --from and the # syntax= frontend, and
+// docker-image:// additional contexts. Names built from ARGs are left out:
+// pgo cannot know them before the build.
+func baseImages(b map[string]any, checkout string) []string {
+	var refs []string
+	for _, v := range jsonObject(b["additional_contexts"]) {
+		if ref, ok := strings.CutPrefix(jsonString(v), "docker-image://"); ok {
+			refs = append(refs, ref)
+		}
+	}
+	dockerfile := jsonString(b["dockerfile_inline"])
+	if dockerfile == "" {
+		dockerfile = readDockerfile(b, checkout)
+	}
+	stages := map[string]bool{}
+	plain := func(ref string) bool {
+		return ref != "" && !strings.Contains(ref, "$") && !stages[strings.ToLower(ref)] && ref != "scratch"
+	}
+	for i, line := range strings.Split(dockerfile, "\n") {
+		line = strings.TrimSpace(line)
+		if i == 0 || strings.HasPrefix(line, "#") {
+			if ref, ok := strings.CutPrefix(strings.ReplaceAll(strings.ToLower(line), " ", ""), "#syntax="); ok && plain(ref) {
+				refs = append(refs, ref)
+			}
+		}
+		fields := strings.Fields(line)
+		if len(fields) < 2 {
+			continue
+		}
+		switch strings.ToUpper(fields[0]) {
+		case "FROM":
+			args := flagless(fields[1:])
+			if len(args) == 0 {
+				continue
+			}
+			if plain(args[0]) {
+				refs = append(refs, args[0])
+			}
+			if len(args) >= 3 && strings.EqualFold(args[1], "AS") {
+				stages[strings.ToLower(args[2])] = true
+			}
+		case "COPY", "ADD":
+			for _, f := range fields[1:] {
+				if ref, ok := strings.CutPrefix(f, "--from="); ok && plain(ref) && strings.Trim(ref, "0123456789") != "" {
+					refs = append(refs, ref)
+				}
+			}
+		}
+	}
+	return refs
+}
+
+// flagless drops the --flags before a Dockerfile instruction's arguments.
+func flagless(fields []string) []string {
+	for len(fields) > 0 && strings.HasPrefix(fields[0], "--") {
+		fields = fields[1:]
+	}
+	return fields
+}
+
+// readDockerfile reads a build's Dockerfile from the checkout, "" when it
+// cannot (the host-path rules say why).
+func readDockerfile(b map[string]any, checkout string) string {
+	root, err := resolveHostPath(checkout)
+	if err != nil {
+		return ""
+	}
+	path := jsonString(b["dockerfile"])
+	if path == "" {
+		path = "Dockerfile"
+	}
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(jsonString(b["context"]), path)
+	}
+	resolved, err := resolveHostPath(path)
+	if err != nil {
+		return ""
+	}
+	rel, ok := strings.CutPrefix(resolved, root+"/")
+	if !ok {
+		return ""
+	}
+	data, _, v := readInCheckout(root, rel, true)
+	if v != nil {
+		return ""
+	}
+	return string(data)
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -115,4 +117,47 @@ func mustDecode(t *testing.T, project []byte) map[string]any {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestBaseImages: the images a build starts from, as its Dockerfile names them.
+func TestBaseImages(t *testing.T) {
+	dir := t.TempDir()
+	dockerfile := "# syntax = docker/dockerfile:1.7\nARG BASE=alpine\nFROM --platform=$BUILDPLATFORM golang:1.26 AS build\nCOPY --from=tools:1 /bin/x /x\nFROM ${BASE}\nFROM build AS again\nCOPY --from=build /out /out\nCOPY --from=0 /a /a\nfrom postgres:16\nFROM scratch\n"
+	if err := os.MkdirAll(filepath.Join(dir, "app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "app", "Dockerfile.prod"), []byte(dockerfile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := map[string]any{"context": filepath.Join(dir, "app"), "dockerfile": "Dockerfile.prod",
+		"additional_contexts": map[string]any{"x": "docker-image://redis:7", "y": "./y"}}
+	got := fmt.Sprint(baseImages(b, dir))
+	if want := "[redis:7 docker/dockerfile:1.7 golang:1.26 tools:1 postgres:16]"; got != want {
+		t.Errorf("baseImages = %s; want %s", got, want)
+	}
+	inline := map[string]any{"context": dir, "dockerfile_inline": "FROM nginx:1\n"}
+	if got := fmt.Sprint(baseImages(inline, dir)); got != "[nginx:1]" {
+		t.Errorf("inline: %s", got)
+	}
+	outside := map[string]any{"context": "/etc", "dockerfile": "passwd"}
+	if got := baseImages(outside, dir); len(got) != 0 {
+		t.Errorf("a Dockerfile outside the checkout was read: %v", got)
+	}
+}
+
+// TestEngineBaseImages: a build that starts from an image another project
+// planted is refused.
+func TestEngineBaseImages(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM postgres:16\nRUN true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	engine := fakeEngine{"image postgres:16": `{"RepoDigests": [], "Config": {"Labels": {"com.docker.compose.project": "blog"}}}`}
+	project := engineProject(`"db": {"build": {"context": "`+dir+`"}}`, "")
+	r := renderRequest{Service: &Service{Name: "team"}, Checkout: dir}
+	vs := checkEngine(context.Background(), mustDecode(t, project), r, engine.inspect)
+	want := `services.db.build: service "db": build base image postgres:16 on this engine was built by compose project "blog"`
+	if len(vs) != 1 || !strings.HasPrefix(vs[0].String(), want) {
+		t.Fatalf("violations %v; want %s", vs, want)
+	}
 }
