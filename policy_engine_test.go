@@ -161,3 +161,18 @@ func TestEngineBaseImages(t *testing.T) {
 		t.Fatalf("violations %v; want %s", vs, want)
 	}
 }
+
+// TestAccountEngine: the engine inspector runs docker with the arguments
+// given and the environment it was made with, and returns its standard
+// output; a failure carries the end of its standard error.
+func TestAccountEngine(t *testing.T) {
+	docker := fakeComposeDocker(t, `echo "$MARK $*"; [ "$1" = fail ] && { echo "no such object" >&2; exit 1; }; exit 0`)
+	engine := accountEngine(nil, []string{"MARK=env"}, docker)
+	out, err := engine(context.Background(), "image", "inspect", "x")
+	if err != nil || string(out) != "env image inspect x\n" {
+		t.Errorf("engine = %q, %v", out, err)
+	}
+	if _, err := engine(context.Background(), "fail"); err == nil || !strings.Contains(err.Error(), "no such object") {
+		t.Errorf("failure: %v", err)
+	}
+}

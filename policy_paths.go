@@ -131,6 +131,10 @@ func (h *hostPaths) within(at, what, p string, roots []string) (string, bool) {
 		h.add(at, "%s ~%s: ~ and $HOME are not allowed in host paths (pgod and pgo check render with HOME=%s, not the service's home); write a path relative to the checkout (./data) or under the data directory", what, strings.TrimPrefix(p, home), renderHome)
 		return "", false
 	}
+	outside := "the checkout and the data directory"
+	if len(roots) == 1 {
+		outside = "the checkout"
+	}
 	resolved, link, err := walkHostPath(p, roots)
 	switch {
 	case err != nil:
@@ -140,14 +144,14 @@ func (h *hostPaths) within(at, what, p string, roots []string) (string, bool) {
 		h.add(at, "%s %s passes through the symlink %s -> %s; pgod's directories do not follow symlinks, so bind %s", what, h.shown(p), h.shown(link.path), link.target, h.shown(resolved))
 		return "", false
 	case link != nil:
-		h.add(at, "%s %s passes through the symlink %s -> %s and resolves to %s, which is outside the checkout and the data directory", what, h.shown(p), h.shown(link.path), link.target, resolved)
+		h.add(at, "%s %s passes through the symlink %s -> %s and resolves to %s, which is outside %s", what, h.shown(p), h.shown(link.path), link.target, resolved, outside)
 		return "", false
 	case !withinAny(resolved, roots):
 		shown := h.shown(p)
 		if resolved != filepath.Clean(p) {
 			shown = fmt.Sprintf("%s (resolves to %s)", shown, resolved)
 		}
-		h.add(at, "%s %s is outside the checkout and the data directory", what, shown)
+		h.add(at, "%s %s is outside %s", what, shown, outside)
 		return "", false
 	}
 	return resolved, true
