@@ -195,6 +195,13 @@ func TestCheckProjectWithConfig(t *testing.T) {
 		r.Docker != "docker" || r.Account != nil || r.Trusted {
 		t.Errorf("request = %+v", r)
 	}
+	// The other services of the config own their names, as they do in pgod.
+	if fmt.Sprint(r.Others) != "[caddy]" {
+		t.Errorf("others = %v; want [caddy]", r.Others)
+	}
+	if checkWith(f, checkout); f.req.Others != nil {
+		t.Errorf("without -c: others = %v; want none known", f.req.Others)
+	}
 }
 
 func TestCheckProjectTrustedRoot(t *testing.T) {
