@@ -64,6 +64,7 @@ func (c *projectRules) service(name string, s map[string]any) {
 	c.imagesInOwnNamespace(name, at, s)
 	c.containerNamesOwn(name, at, s)
 	c.sharedNetworkClaims(name, at, s)
+	c.noForgedPacketsOnSharedNetworks(name, at, s)
 	c.portsGranted(at("ports"), jsonList(s["ports"]))
 	c.composeLabelsReserved(at("labels"), jsonObject(s["labels"]))
 	c.loggingStaysLocal(at, s)
@@ -514,12 +515,7 @@ func replicas(s map[string]any) int {
 // container names are containerNamesOwn's) and no fixed address.
 func (c *projectRules) sharedNetworkClaims(name string, at func(string) string, s map[string]any) {
 	joined := jsonObject(s["networks"])
-	var shared []string
-	for _, key := range slices.Sorted(maps.Keys(joined)) {
-		if truthy(jsonObject(c.networks[key])["external"]) {
-			shared = append(shared, key)
-		}
-	}
+	shared := c.sharedNetworks(s)
 	if len(shared) == 0 {
 		return
 	}
@@ -548,6 +544,48 @@ func (c *projectRules) sharedNetworkClaims(name string, at func(string) string, 
 		if len(jsonObject(n["driver_opts"])) > 0 {
 			c.add(p+".driver_opts", "driver_opts on shared network %q are not allowed", key)
 		}
+	}
+}
+
+// sharedNetworks returns the external networks a service joins, itself or
+// through the network namespace of the service it shares (network_mode
+// service:x).
+func (c *projectRules) sharedNetworks(s map[string]any) []string {
+	for range len(c.services) {
+		x, ok := strings.CutPrefix(jsonString(s["network_mode"]), "service:")
+		if !ok {
+			break
+		}
+		s = jsonObject(c.services[x])
+	}
+	var shared []string
+	for _, key := range slices.Sorted(maps.Keys(jsonObject(s["networks"]))) {
+		if truthy(jsonObject(c.networks[key])["external"]) {
+			shared = append(shared, key)
+		}
+	}
+	return shared
+}
+
+// noForgedPacketsOnSharedNetworks: NET_RAW, which Docker grants by
+// default, lets a container send any frame; on a network other projects
+// join it can answer ARP and neighbour discovery for their addresses and
+// take their traffic (Caddy's to their containers). A service there drops it.
+func (c *projectRules) noForgedPacketsOnSharedNetworks(name string, at func(string) string, s map[string]any) {
+	shared := c.sharedNetworks(s)
+	if len(shared) == 0 {
+		return
+	}
+	dropped, added := false, false
+	for _, cp := range jsonList(s["cap_drop"]) {
+		n := capName(jsonString(cp))
+		dropped = dropped || n == "ALL" || n == "NET_RAW"
+	}
+	for _, cp := range jsonList(s["cap_add"]) {
+		added = added || capName(jsonString(cp)) == "NET_RAW"
+	}
+	if !dropped || added {
+		c.add("services."+name, "the service is on shared network %q with NET_RAW, Docker's default, with which a container can forge ARP and take other containers' addresses there; add cap_drop: [NET_RAW] (or [ALL])", shared[0])
 	}
 }
 
