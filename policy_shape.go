@@ -1,5 +1,9 @@
 package main
 
+// The shape of compose's canonical JSON as pgo knows it: every key, at every
+// level. A key pgo does not know is refused, since each compose release adds
+// some and any of them may be a new way to the host.
+
 import (
 	"fmt"
 	"maps"

@@ -1,5 +1,11 @@
 package main
 
+// The raw compose file, before compose reads it: pgo finds the one file,
+// reads it (and .env, and env files) as root without following it out of
+// the checkout, and refuses what would make compose read more than it (include,
+// extends with file:, custom tags, COMPOSE_* settings) or grow without bound.
+// Key lines are recorded here to put on the findings of later stages.
+
 import (
 	"bufio"
 	"bytes"
