@@ -515,7 +515,7 @@ func replicas(s map[string]any) int {
 // container names are containerNamesOwn's) and no fixed address.
 func (c *projectRules) sharedNetworkClaims(name string, at func(string) string, s map[string]any) {
 	joined := jsonObject(s["networks"])
-	shared := c.sharedNetworks(s)
+	shared := c.sharedNetworks(s, false)
 	if len(shared) == 0 {
 		return
 	}
@@ -547,11 +547,12 @@ func (c *projectRules) sharedNetworkClaims(name string, at func(string) string, 
 	}
 }
 
-// sharedNetworks returns the external networks a service joins, itself or
-// through the network namespace of the service it shares (network_mode
-// service:x).
-func (c *projectRules) sharedNetworks(s map[string]any) []string {
-	for range len(c.services) {
+// sharedNetworks returns the external networks a service joins; with
+// through, also those of the service whose network namespace it shares
+// (network_mode service:x), where it sends and receives as that service
+// but answers to none of its own names.
+func (c *projectRules) sharedNetworks(s map[string]any, through bool) []string {
+	for i := 0; through && i < len(c.services); i++ {
 		x, ok := strings.CutPrefix(jsonString(s["network_mode"]), "service:")
 		if !ok {
 			break
@@ -572,7 +573,7 @@ func (c *projectRules) sharedNetworks(s map[string]any) []string {
 // join it can answer ARP and neighbour discovery for their addresses and
 // take their traffic (Caddy's to their containers). A service there drops it.
 func (c *projectRules) noForgedPacketsOnSharedNetworks(name string, at func(string) string, s map[string]any) {
-	shared := c.sharedNetworks(s)
+	shared := c.sharedNetworks(s, true)
 	if len(shared) == 0 {
 		return
 	}
