@@ -11,6 +11,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 const checkUsage = `Usage: pgo check [-c FILE] [-s SERVICE] [--datadir DIR] [PATH]
@@ -23,9 +24,12 @@ With -c and no PATH, checks only the config: prints one line per service
 With a PATH (default "."), renders the compose project in PATH with
 "docker compose config", as pgod would, and checks it against the security
 policy. The service's settings come from the config given with -c (the one
-named by -s, or the only one); without -c, PATH is checked as a service named
-after its directory with the default policy and no exceptions. Each violation
-is printed as "compose.yaml:LINE: service "web": REASON".
+named by -s, or the only one), and so do the names of the other services,
+whose names the project may not claim; without -c, PATH is checked as a
+service named after its directory with the default policy, no exceptions, and
+no other services known (pgod may still refuse a name another service owns).
+Each violation is printed as "compose.yaml:LINE: service "web": REASON".
+Rendering needs prlimit (util-linux), which bounds compose's memory.
 
 Flags:
   -c, --config FILE     pgo.toml to read
@@ -85,7 +89,7 @@ func check(args []string, stdout, stderr io.Writer, render renderFunc) int {
 		fmt.Fprintf(stderr, "pgo check: %v\n", err)
 		return 2
 	}
-	return checkProject(f, svc, trusted, stdout, stderr, render)
+	return checkProject(f, svc, otherServices(cfg, svc), trusted, stdout, stderr, render)
 }
 
 // parseCheckFlags parses the arguments; a nil result means exit with the code.
@@ -227,8 +231,22 @@ func sanitizeServiceName(dir string) string {
 	return name
 }
 
+// otherServices names the services of the config other than svc; nil without a config.
+func otherServices(cfg *Config, svc *Service) []string {
+	if cfg == nil {
+		return nil
+	}
+	var others []string
+	for _, s := range cfg.Services {
+		if s != svc {
+			others = append(others, s.Name)
+		}
+	}
+	return others
+}
+
 // checkProject renders and validates PATH as the service and prints the violations.
-func checkProject(f *checkFlags, svc *Service, trusted bool, stdout, stderr io.Writer, render renderFunc) int {
+func checkProject(f *checkFlags, svc *Service, others []string, trusted bool, stdout, stderr io.Writer, render renderFunc) int {
 	checkout, err := filepath.Abs(f.path)
 	if err == nil {
 		err = isDir(checkout)
@@ -237,7 +255,9 @@ func checkProject(f *checkFlags, svc *Service, trusted bool, stdout, stderr io.W
 		fmt.Fprintf(stderr, "pgo check: %v\n", err)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	// Compose runs in a process group of its own, out of reach of the
+	// terminal's ^C and of a kill of pgo: the cancelled context ends it.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	secrets := svc.secrets()
 	_, violations, err := render(ctx, renderRequest{
@@ -246,6 +266,7 @@ func checkProject(f *checkFlags, svc *Service, trusted bool, stdout, stderr io.W
 		DataDir:  filepath.Join(f.datadir, svc.Name),
 		Docker:   "docker",
 		Trusted:  trusted,
+		Others:   others,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "pgo check: service %q: %s\n", svc.Name, redact(err.Error(), secrets))

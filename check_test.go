@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // runPgo runs the pgo command line and returns exit code, stdout and stderr.
@@ -190,6 +195,13 @@ func TestCheckProjectWithConfig(t *testing.T) {
 		r.Docker != "docker" || r.Account != nil || r.Trusted {
 		t.Errorf("request = %+v", r)
 	}
+	// The other services of the config own their names, as they do in pgod.
+	if fmt.Sprint(r.Others) != "[caddy]" {
+		t.Errorf("others = %v; want [caddy]", r.Others)
+	}
+	if checkWith(f, checkout); f.req.Others != nil {
+		t.Errorf("without -c: others = %v; want none known", f.req.Others)
+	}
 }
 
 func TestCheckProjectTrustedRoot(t *testing.T) {
@@ -288,5 +300,95 @@ func TestSanitizeServiceName(t *testing.T) {
 		if got := sanitizeServiceName(in); got != want {
 			t.Errorf("sanitizeServiceName(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestCheckChild is no test of its own: TestCheckSignalEndsCompose runs the
+// test binary through it as "pgo check DIR".
+func TestCheckChild(t *testing.T) {
+	dir := os.Getenv("PGO_TEST_CHECK_DIR")
+	if dir == "" {
+		t.Skip("runs only as TestCheckSignalEndsCompose's child")
+	}
+	os.Exit(runCheck([]string{dir}, os.Stdout, os.Stderr))
+}
+
+// TestCheckSignalEndsCompose: SIGTERM or SIGINT to "pgo check" ends the
+// compose it runs, and compose's own children, which live in a process group
+// of their own and would otherwise be left running.
+func TestCheckSignalEndsCompose(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			bin, pids := t.TempDir(), filepath.Join(t.TempDir(), "pids")
+			// The stand-in for docker records itself and a child, and waits.
+			script := "#!/bin/sh\nsleep 600 &\necho $$ $! > " + pids + ".tmp\nmv " + pids + ".tmp " + pids + "\nwait\n"
+			if err := os.WriteFile(filepath.Join(bin, "docker"), []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			project := t.TempDir()
+			if err := os.WriteFile(filepath.Join(project, "compose.yaml"), []byte("services:\n  web:\n    image: busybox\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(os.Args[0], "-test.run=^TestCheckChild$")
+			cmd.Env = append(os.Environ(), "PGO_TEST_CHECK_DIR="+project, "PATH="+bin+":"+os.Getenv("PATH"))
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			var compose []int
+			pollUntil(t, "compose to start", func() bool {
+				data, err := os.ReadFile(pids)
+				if err != nil {
+					return false
+				}
+				for _, f := range strings.Fields(string(data)) {
+					pid, _ := strconv.Atoi(f)
+					compose = append(compose, pid)
+				}
+				return true
+			})
+			cmd.Process.Signal(sig)
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				cmd.Process.Kill()
+				t.Fatalf("pgo check did not end on %s; output:\n%s", sig, out.String())
+			}
+			if code := cmd.ProcessState.ExitCode(); code != 2 {
+				t.Errorf("exit %d after %s; want 2 (could not check); output:\n%s", code, sig, out.String())
+			}
+			for _, pid := range compose {
+				pollUntil(t, fmt.Sprintf("process %d to end", pid), func() bool { return !processAlive(pid) })
+			}
+		})
+	}
+}
+
+// processAlive reports whether pid runs: it exists and is no zombie.
+func processAlive(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the command name in parentheses.
+	s := string(data)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z'
+	}
+	return true
+}
+
+// pollUntil polls cond every 20ms for up to 20 seconds.
+func pollUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

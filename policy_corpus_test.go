@@ -21,12 +21,13 @@ func requireCompose(t testing.TB) {
 
 // corpusOptions reads a case's optional "options" file: "key = value" lines
 // for the pgo.toml keys the policy looks at (name, ports, networks, env,
-// compose). {datadir} in a value stands for the case's data directory.
-func corpusOptions(t *testing.T, dir, datadir string) *Service {
-	svc := &Service{Name: "team"}
+// compose) and "others", the other configured services. {datadir} in a value
+// stands for the case's data directory.
+func corpusOptions(t *testing.T, dir, datadir string) (svc *Service, others []string) {
+	svc = &Service{Name: "team", User: "team"}
 	f, err := os.Open(filepath.Join(dir, "options"))
 	if os.IsNotExist(err) {
-		return svc
+		return svc, nil
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -54,11 +55,13 @@ func corpusOptions(t *testing.T, dir, datadir string) *Service {
 			svc.Env = append(svc.Env, v)
 		case "compose":
 			svc.Compose = v
+		case "others":
+			others = strings.Split(v, ",")
 		default:
 			t.Fatalf("options: unknown key %q", k)
 		}
 	}
-	return svc
+	return svc, others
 }
 
 // corpusExpect reads a case's "expect" file: "accept", or "reject" followed by
@@ -104,8 +107,8 @@ func TestPolicyCorpus(t *testing.T) {
 			rejects++
 		}
 	}
-	if accepts < 15 || rejects < 40 {
-		t.Errorf("corpus has %d benign and %d adversarial projects; want >= 15 and >= 40", accepts, rejects)
+	if accepts < 35 || rejects < 120 {
+		t.Errorf("corpus has %d benign and %d adversarial projects; want >= 35 and >= 120", accepts, rejects)
 	}
 	for _, dir := range dirs {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
@@ -115,12 +118,12 @@ func TestPolicyCorpus(t *testing.T) {
 				t.Fatal(err)
 			}
 			datadir := filepath.Join(t.TempDir(), "data")
-			svc := corpusOptions(t, dir, datadir)
+			svc, others := corpusOptions(t, dir, datadir)
 			datadir = filepath.Join(datadir, svc.Name)
 			accept, want := corpusExpect(t, dir)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			_, vs, err := renderProject(ctx, renderRequest{Service: svc, Checkout: checkout, DataDir: datadir, Docker: "docker"})
+			_, vs, err := renderProject(ctx, renderRequest{Service: svc, Checkout: checkout, DataDir: datadir, Docker: "docker", Others: others})
 			if err != nil {
 				t.Fatalf("renderProject: %v", err)
 			}
