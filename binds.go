@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -84,24 +82,20 @@ func (p *pinner) resolvedRoots() []pinRoot {
 	return out
 }
 
-// bindSource is one host path of a project that the engine bind-mounts.
-type bindSource struct {
+// pinSource is one host path of a project that the engine bind-mounts.
+type pinSource struct {
 	path   string // as the project names it, "$$" unescaped
 	create bool   // the engine would create it when missing (short syntax)
 	set    func(pin string)
 }
 
-// pinProject returns project with every bind source below the roots replaced
+// pinProject replaces every bind source below the roots in a decoded project
 // by its pin. With mount set it also makes the pins (a command is about to
 // create or start containers); without, the project only names them, so that
 // every compose command sees the same project.
-func (p *pinner) pinProject(project []byte, mount bool) ([]byte, error) {
-	proj, err := decodeProject(project)
-	if err != nil {
-		return nil, err
-	}
+func (p *pinner) pinProject(proj map[string]any, mount bool) error {
 	roots := p.resolvedRoots()
-	for _, src := range bindSources(proj) {
+	for _, src := range pinSources(proj) {
 		root, rel, ok := rootOf(roots, src.path)
 		if !ok {
 			continue // outside the service's directories: the policy judged it, nobody else can change it
@@ -109,24 +103,18 @@ func (p *pinner) pinProject(project []byte, mount bool) ([]byte, error) {
 		pin := p.pinPath(src.path)
 		if mount {
 			if err := p.pin(root, rel, pin, src.create); err != nil {
-				return nil, fmt.Errorf("bind source %s: %w", src.path, err)
+				return fmt.Errorf("bind source %s: %w", src.path, err)
 			}
 		}
 		src.set(pin)
 	}
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(proj); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
+	return nil
 }
 
-// bindSources lists the service volumes of type bind and the file secrets
+// pinSources lists the service volumes of type bind and the file secrets
 // and configs (compose bind-mounts those too) of a decoded project.
-func bindSources(proj map[string]any) []bindSource {
-	var out []bindSource
+func pinSources(proj map[string]any) []pinSource {
+	var out []pinSource
 	services := jsonObject(proj["services"])
 	for _, name := range sortedKeys(services) {
 		for _, v := range jsonList(jsonObject(services[name])["volumes"]) {
@@ -135,7 +123,7 @@ func bindSources(proj map[string]any) []bindSource {
 				continue
 			}
 			bind := jsonObject(m["bind"])
-			out = append(out, bindSource{
+			out = append(out, pinSource{
 				path:   strings.ReplaceAll(jsonString(m["source"]), "$$", "$"),
 				create: truthy(bind["create_host_path"]),
 				set: func(pin string) {
@@ -154,7 +142,7 @@ func bindSources(proj map[string]any) []bindSource {
 		for _, key := range sortedKeys(objs) {
 			o := jsonObject(objs[key])
 			if f := jsonString(o["file"]); f != "" {
-				out = append(out, bindSource{path: strings.ReplaceAll(f, "$$", "$"), set: func(pin string) { o["file"] = pin }})
+				out = append(out, pinSource{path: strings.ReplaceAll(f, "$$", "$"), set: func(pin string) { o["file"] = pin }})
 			}
 		}
 	}
@@ -299,7 +287,7 @@ func (p *pinner) unpinUnused(project []byte) error {
 		return err
 	}
 	keep := map[string]bool{}
-	for _, src := range bindSources(proj) {
+	for _, src := range pinSources(proj) {
 		keep[filepath.Base(p.pinPath(src.path))] = true
 	}
 	entries, err := os.ReadDir(p.dir)

@@ -39,6 +39,18 @@ func pinnedBinds(t *testing.T, sources ...string) []byte {
 	return b
 }
 
+// pinJSON pins a project given as JSON and returns it as JSON.
+func pinJSON(p *pinner, project []byte, mount bool) ([]byte, error) {
+	proj, err := decodeProject(project)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.pinProject(proj, mount); err != nil {
+		return nil, err
+	}
+	return json.Marshal(proj)
+}
+
 func pinnedSources(t *testing.T, project []byte) []string {
 	t.Helper()
 	proj, err := decodeProject(project)
@@ -46,7 +58,7 @@ func pinnedSources(t *testing.T, project []byte) []string {
 		t.Fatal(err)
 	}
 	var out []string
-	for _, src := range bindSources(proj) {
+	for _, src := range pinSources(proj) {
 		out = append(out, src.path)
 	}
 	return out
@@ -59,7 +71,7 @@ func TestPinSurvivesASwappedSource(t *testing.T) {
 	src := filepath.Join(data, "x")
 	os.MkdirAll(src, 0o755)
 	os.WriteFile(filepath.Join(src, "marker"), []byte("mine"), 0o644)
-	out, err := p.pinProject(pinnedBinds(t, src), true)
+	out, err := pinJSON(p, pinnedBinds(t, src), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +92,7 @@ func TestPinSurvivesASwappedSource(t *testing.T) {
 		t.Fatal("the pin leads to the host's /")
 	}
 	// Pinning again (the next up) walks the path anew and refuses the link.
-	if _, err := p.pinProject(pinnedBinds(t, src), true); err == nil || !strings.Contains(err.Error(), "symlink") {
+	if _, err := pinJSON(p, pinnedBinds(t, src), true); err == nil || !strings.Contains(err.Error(), "symlink") {
 		t.Fatalf("pinning through a symlink: err = %v, want a refusal naming the symlink", err)
 	}
 }
@@ -91,7 +103,7 @@ func TestPinRefusesASymlinkAnywhereBelowTheRoot(t *testing.T) {
 	os.Symlink("real", filepath.Join(data, "link"))
 	os.Symlink("/etc", filepath.Join(data, "real", "etc"))
 	for _, src := range []string{"link/sub", "link", "real/etc", "real/etc/ssh"} {
-		_, err := p.pinProject(pinnedBinds(t, filepath.Join(data, src)), true)
+		_, err := pinJSON(p, pinnedBinds(t, filepath.Join(data, src)), true)
 		if err == nil || !strings.Contains(err.Error(), "symlink") {
 			t.Errorf("%s: err = %v, want a symlink refusal", src, err)
 		}
@@ -104,7 +116,7 @@ func TestPinRefusesASymlinkAnywhereBelowTheRoot(t *testing.T) {
 func TestPinCreatesMissingSourcesLikeTheEngine(t *testing.T) {
 	data, p := pinTest(t)
 	src := filepath.Join(data, "new", "deep")
-	out, err := p.pinProject(pinnedBinds(t, src), true)
+	out, err := pinJSON(p, pinnedBinds(t, src), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +139,7 @@ func TestPinFilesAndOutsideSources(t *testing.T) {
 	data, p := pinTest(t)
 	file := filepath.Join(data, "app.conf")
 	os.WriteFile(file, []byte("conf"), 0o644)
-	out, err := p.pinProject(pinnedBinds(t, file, "/etc/localtime"), true)
+	out, err := pinJSON(p, pinnedBinds(t, file, "/etc/localtime"), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +150,7 @@ func TestPinFilesAndOutsideSources(t *testing.T) {
 	if srcs[1] != "/etc/localtime" {
 		t.Errorf("a host path outside the service's directories became %s; it is not the team's to change", srcs[1])
 	}
-	again, err := p.pinProject(pinnedBinds(t, file, "/etc/localtime"), false)
+	again, err := pinJSON(p, pinnedBinds(t, file, "/etc/localtime"), false)
 	if err != nil || string(again) != string(out) {
 		t.Errorf("naming the pins without mounting gives another project:\n%s\n%s", again, out)
 	}
@@ -147,7 +159,7 @@ func TestPinFilesAndOutsideSources(t *testing.T) {
 func TestUnpinUnusedKeepsWhatRuns(t *testing.T) {
 	data, p := pinTest(t)
 	a, b := filepath.Join(data, "a"), filepath.Join(data, "b")
-	if _, err := p.pinProject(pinnedBinds(t, a, b), true); err != nil {
+	if _, err := pinJSON(p, pinnedBinds(t, a, b), true); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.unpinUnused(pinnedBinds(t, b)); err != nil {

@@ -26,15 +26,37 @@ func (w *worker) composeEnv() []string {
 }
 
 // composeCmd prepares "docker compose" on project (canonical JSON, fed on
-// stdin) as the service's user, in the live checkout. Bind sources are
-// replaced by their pins (binds.go); when the command may create or start
-// containers, the pins are made first.
+// stdin) as the service's user, in the live checkout, as runnableProject
+// makes it.
 func (w *worker) composeCmd(ctx context.Context, project []byte, args ...string) (*exec.Cmd, error) {
-	pinned, err := w.pins.pinProject(project, startsContainers(args))
+	runnable, err := w.runnableProject(project, startsContainers(args))
 	if err != nil {
 		return nil, err
 	}
-	return w.composeCmdIn(ctx, pinned, w.checkout, args...), nil
+	return w.composeCmdIn(ctx, runnable, w.checkout, args...), nil
+}
+
+// runnableProject is the validated project as compose runs it: bind sources
+// replaced by their pins (binds.go; made first when mount is set, the command
+// may create or start containers), and NET_RAW dropped where other projects
+// share the network (shared.go). Every compose command on the live checkout
+// gets the same project for the same input, so compose recreates nothing.
+func (w *worker) runnableProject(project []byte, mount bool) ([]byte, error) {
+	proj, err := decodeProject(project)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.pins.pinProject(proj, mount); err != nil {
+		return nil, err
+	}
+	dropNetRawOnSharedNetworks(proj, w.d.sharedNetworks(w.svc.Name))
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(proj); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }
 
 // startsContainers reports whether a compose command may create or start a

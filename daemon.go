@@ -417,6 +417,22 @@ func (d *Daemon) apply(ctx context.Context, cfg *Config, accounts map[string]*ac
 	d.caddy.fire()
 }
 
+// otherServices names the configured services other than name: the
+// namespaces on the engine that name's project may not claim.
+func (d *Daemon) otherServices(name string) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var others []string
+	if d.cfg != nil {
+		for _, s := range d.cfg.Services {
+			if s.Name != name {
+				others = append(others, s.Name)
+			}
+		}
+	}
+	return others
+}
+
 // lockFor returns the lock of the service called name, made on first use.
 func (d *Daemon) lockFor(name string) *serviceLock {
 	d.mu.Lock()

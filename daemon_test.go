@@ -64,14 +64,16 @@ exit 0
 func (f *fakeDocker) path() string { return filepath.Join(f.dir, "docker") }
 
 // verbs returns the compose verbs called so far, in order, and forgets them.
+// The engine inspections of the last check before up (docker image and
+// network inspect) change nothing and are left out.
 func (f *fakeDocker) verbs(t *testing.T) []string {
 	t.Helper()
 	data, _ := os.ReadFile(filepath.Join(f.dir, "calls.log"))
 	os.Remove(filepath.Join(f.dir, "calls.log"))
 	var verbs []string
 	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		if line != "" {
-			verbs = append(verbs, strings.Fields(line)[0])
+		if f := strings.Fields(line); len(f) > 0 && f[0] != "image" && f[0] != "network" {
+			verbs = append(verbs, f[0])
 		}
 	}
 	return verbs

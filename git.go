@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -206,22 +205,6 @@ func (r *repo) run(ctx context.Context, env []string, dir string, args ...string
 		return nil, fmt.Errorf("%s: %s", verb, msg)
 	}
 	return nil, fmt.Errorf("%s: %s", verb, redact(err.Error(), r.secrets))
-}
-
-// cappedBuffer holds a command's standard output up to max bytes; a write
-// beyond fails, which ends the copy and, with the pipe closed, the command.
-type cappedBuffer struct {
-	buf  bytes.Buffer
-	max  int
-	over bool
-}
-
-func (c *cappedBuffer) Write(p []byte) (int, error) {
-	if c.buf.Len()+len(p) > c.max {
-		c.over = true
-		return 0, errors.New("output too large")
-	}
-	return c.buf.Write(p)
 }
 
 // gitCredential is what a URL's userinfo hands to git's credential helper.

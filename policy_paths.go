@@ -3,10 +3,10 @@ package main
 // Host paths: where bind mount sources, secret and config files and build
 // contexts lead on the host. A service reaches its checkout and its data
 // directory, nothing else, and within those it reaches them without
-// symlinks: pgod mounts both "nosymfollow", so the kernel refuses any symlink
-// met below them while the engine resolves a bind source, at every container
-// create and start. The check says so first, and resolves every path again
-// right before "up" (checkBeforeUp), when a swapped-in symlink is caught.
+// symlinks: when it deploys, pgod opens every bind source below them one
+// element at a time without following a symlink, and hands the engine a pin
+// of what it opened (binds.go). The check says so first, and resolves every
+// path again right before "up" (checkBeforeUp).
 
 import (
 	"errors"

@@ -8,7 +8,6 @@ package main
 // gigabytes of memory.
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -132,32 +131,6 @@ func composeMessage(head, tail string) string {
 	return lastLines(strings.TrimSpace(tail), 3)
 }
 
-// cappedBuffer keeps what is written to it up to max bytes; past that it
-// refuses the write and calls full, once. (No embedded bytes.Buffer: its
-// ReadFrom would let io.Copy past the cap.)
-type cappedBuffer struct {
-	buf  bytes.Buffer
-	max  int
-	over bool
-	full func()
-}
-
-var errCapped = errors.New("output limit reached")
-
-func (c *cappedBuffer) Write(p []byte) (int, error) {
-	if room := c.max - c.buf.Len(); len(p) > room {
-		c.buf.Write(p[:max(room, 0)])
-		if !c.over && c.full != nil {
-			c.full()
-		}
-		c.over = true
-		return 0, errCapped
-	}
-	return c.buf.Write(p)
-}
-
-func (c *cappedBuffer) Bytes() []byte  { return c.buf.Bytes() }
-func (c *cappedBuffer) String() string { return c.buf.String() }
 
 // teeWriter writes to both, as io.MultiWriter would, but never stops at the
 // first writer's error: the head of standard error is kept, and the tail too.

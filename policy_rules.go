@@ -64,7 +64,6 @@ func (c *projectRules) service(name string, s map[string]any) {
 	c.imagesInOwnNamespace(name, at, s)
 	c.containerNamesOwn(name, at, s)
 	c.sharedNetworkClaims(name, at, s)
-	c.noForgedPacketsOnSharedNetworks(name, at, s)
 	c.portsGranted(at("ports"), jsonList(s["ports"]))
 	c.composeLabelsReserved(at("labels"), jsonObject(s["labels"]))
 	c.loggingStaysLocal(at, s)
@@ -515,7 +514,7 @@ func replicas(s map[string]any) int {
 // container names are containerNamesOwn's) and no fixed address.
 func (c *projectRules) sharedNetworkClaims(name string, at func(string) string, s map[string]any) {
 	joined := jsonObject(s["networks"])
-	shared := c.sharedNetworks(s, false)
+	shared := c.sharedNetworks(s)
 	if len(shared) == 0 {
 		return
 	}
@@ -547,18 +546,10 @@ func (c *projectRules) sharedNetworkClaims(name string, at func(string) string, 
 	}
 }
 
-// sharedNetworks returns the external networks a service joins; with
-// through, also those of the service whose network namespace it shares
-// (network_mode service:x), where it sends and receives as that service
-// but answers to none of its own names.
-func (c *projectRules) sharedNetworks(s map[string]any, through bool) []string {
-	for i := 0; through && i < len(c.services); i++ {
-		x, ok := strings.CutPrefix(jsonString(s["network_mode"]), "service:")
-		if !ok {
-			break
-		}
-		s = jsonObject(c.services[x])
-	}
+// sharedNetworks returns the external networks a service joins itself.
+// (A service in another's network namespace, network_mode service:x,
+// answers to none of its own names there.)
+func (c *projectRules) sharedNetworks(s map[string]any) []string {
 	var shared []string
 	for _, key := range slices.Sorted(maps.Keys(jsonObject(s["networks"]))) {
 		if truthy(jsonObject(c.networks[key])["external"]) {
@@ -566,28 +557,6 @@ func (c *projectRules) sharedNetworks(s map[string]any, through bool) []string {
 		}
 	}
 	return shared
-}
-
-// noForgedPacketsOnSharedNetworks: NET_RAW, which Docker grants by
-// default, lets a container send any frame; on a network other projects
-// join it can answer ARP and neighbour discovery for their addresses and
-// take their traffic (Caddy's to their containers). A service there drops it.
-func (c *projectRules) noForgedPacketsOnSharedNetworks(name string, at func(string) string, s map[string]any) {
-	shared := c.sharedNetworks(s, true)
-	if len(shared) == 0 {
-		return
-	}
-	dropped, added := false, false
-	for _, cp := range jsonList(s["cap_drop"]) {
-		n := capName(jsonString(cp))
-		dropped = dropped || n == "ALL" || n == "NET_RAW"
-	}
-	for _, cp := range jsonList(s["cap_add"]) {
-		added = added || capName(jsonString(cp)) == "NET_RAW"
-	}
-	if !dropped || added {
-		c.add("services."+name, "the service is on shared network %q with NET_RAW, Docker's default, with which a container can forge ARP and take other containers' addresses there; add cap_drop: [NET_RAW] (or [ALL])", shared[0])
-	}
 }
 
 // portsGranted allows a published host port only when pgo.toml lists it:

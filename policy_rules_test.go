@@ -153,8 +153,6 @@ func TestPolicyFixtures(t *testing.T) {
 			`driver_opts on shared network "proxy" are not allowed`,
 			`services.billing-web-1: service "billing-web-1": the compose service name "billing-web-1" is a DNS name on shared network "proxy" and belongs to service "billing"`,
 			`services.api: service "api": compose names this service's container fixt-api-1, which belongs to service "fixt-api"`,
-			`services.web: service "web": the service is on shared network "proxy" with NET_RAW, Docker's default`,
-			`services.sidecar: service "sidecar": the service is on shared network "proxy" with NET_RAW`,
 		}},
 		{"images", []string{
 			`services.db.image: service "db": image "postgres:16" is not allowed for a service that builds: a build would retag it on the engine every project shares; name it fixt-db or fixt/db (any tag)`,

@@ -1,6 +1,10 @@
 package main
 
-import "sync"
+import (
+	"bytes"
+	"errors"
+	"sync"
+)
 
 // tailBuffer keeps the last max bytes written to it: a child's output (a
 // compose build, git, a render) can be any size, and the root daemon only
@@ -46,3 +50,30 @@ func (t *tailBuffer) String() string {
 	}
 	return s
 }
+
+// cappedBuffer keeps what is written to it up to max bytes; past that it
+// refuses the write and calls full, once. (No embedded bytes.Buffer: its
+// ReadFrom would let io.Copy past the cap.)
+type cappedBuffer struct {
+	buf  bytes.Buffer
+	max  int
+	over bool
+	full func()
+}
+
+var errCapped = errors.New("output limit reached")
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	if room := c.max - c.buf.Len(); len(p) > room {
+		c.buf.Write(p[:max(room, 0)])
+		if !c.over && c.full != nil {
+			c.full()
+		}
+		c.over = true
+		return 0, errCapped
+	}
+	return c.buf.Write(p)
+}
+
+func (c *cappedBuffer) Bytes() []byte  { return c.buf.Bytes() }
+func (c *cappedBuffer) String() string { return c.buf.String() }

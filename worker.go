@@ -486,7 +486,31 @@ func (w *worker) renderRequest(dir string) renderRequest {
 		Account:  w.acct,
 		Docker:   w.d.flags.docker,
 		Trusted:  w.acct.root(),
+		Others:   w.d.otherServices(w.svc.Name),
 	}
+}
+
+// engine asks the engine about what a project would use, as the service's user.
+func (w *worker) engine() engineInspector {
+	return accountEngine(w.acct, w.composeEnv(), w.d.flags.docker)
+}
+
+// lastCheck runs the checks that depend on the host and the engine right
+// before compose creates containers: host paths, other projects' names,
+// networks and images as they are now. It returns the first reason to stop,
+// or nil; a trusted (uid 0) service is only warned.
+func (w *worker) lastCheck(ctx context.Context, project []byte) error {
+	v := checkBeforeUp(ctx, project, w.renderRequest(w.checkout), w.engine())
+	if len(v) == 0 {
+		return nil
+	}
+	if w.acct.root() {
+		for _, x := range v {
+			w.log.Warn("policy (not enforced for root): " + x.String())
+		}
+		return nil
+	}
+	return fmt.Errorf("refused right before up: %s", v[0])
 }
 
 // converge deploys the validated project when it differs from what runs and
@@ -536,8 +560,8 @@ func (w *worker) deploy(ctx context.Context, out io.Writer) error {
 	defer release()
 	w.update(func(s *savedState) { s.LastDeploy = time.Now() })
 
-	if v := recheckPaths(project, w.renderRequest(w.checkout)); len(v) > 0 && !w.acct.root() {
-		return w.failDeploy(ctx, out, commit, fmt.Errorf("host paths changed since the check: %s", v[0]), false)
+	if err := w.lastCheck(ctx, project); err != nil {
+		return w.failDeploy(ctx, out, commit, err, false)
 	}
 	if err := w.runCompose(ctx, project, out, "up", "-d", "--remove-orphans", "--quiet-pull"); err != nil {
 		return w.failDeploy(ctx, out, commit, err, true)
@@ -628,6 +652,11 @@ func (w *worker) repair(ctx context.Context, out io.Writer) error {
 	d := drift(services, ps)
 	if len(d.missing) > 0 {
 		w.say(out, "drift: %s; bringing it back", strings.Join(d.missing, ", "))
+		// Containers are created again from what the engine has now: an
+		// image or a network may have changed hands since the deploy.
+		if err := w.lastCheck(ctx, deployed); err != nil {
+			return w.failSync(out, err)
+		}
 		if err := w.acquireSlot(ctx); err != nil {
 			return err
 		}
