@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,8 +15,9 @@ import (
 
 // Config is a parsed and validated pgo.toml.
 type Config struct {
-	Path     string     // file it was read from, for error messages
-	Services []*Service // in file order
+	Path     string            // file it was read from, for error messages
+	Services []*Service        // in file order
+	Notify   []*NotifyEndpoint // [[notify]]: endpoints that get every service's events, and pgod's own
 }
 
 // Service is one [[services]] table of pgo.toml.
@@ -34,6 +36,7 @@ type Service struct {
 	Mount         string            // "nfs://host/path" mounted at <datadir>/<name>
 	Ports         []string          // host ports the project may publish
 	WebhookSecret string            // enables POST /hook/<name>; a secret
+	Notify        []*NotifyEndpoint // the service's own endpoints, on top of the config's
 
 	Line int // line of the [[services]] header in the config file
 }
@@ -41,8 +44,27 @@ type Service struct {
 // serviceKeys are the keys a [[services]] table may have, in the order the documentation lists them.
 var serviceKeys = []string{
 	"name", "user", "repository", "branch", "registries", "compose", "env", "urls",
-	"networks", "import", "reload", "mount", "ports", "webhook_secret",
+	"networks", "import", "reload", "mount", "ports", "webhook_secret", "notify",
 }
+
+// topKeys are the keys pgo.toml may have at its top level.
+var topKeys = []string{"services", "notify"}
+
+// NotifyEndpoint is one [[notify]] table, or one table of a service's notify:
+// where to send events, and in which format.
+type NotifyEndpoint struct {
+	Name    string   // names the endpoint in logs and metrics; never its URL
+	URL     string   // where events are POSTed; a secret: Slack, Discord and ntfy hold the token in it
+	Format  string   // notifySlack, notifyDiscord, notifyNtfy or notifyJSON
+	Secret  string   // json only: the HMAC-SHA256 key of X-Pgo-Signature; a secret
+	Events  []string // event kinds to send; empty means all
+	Service string   // "" for a [[notify]] table (every service); else the only service whose events it gets
+
+	Line int // line of the table's header (or of the inline table)
+}
+
+// notifyKeys are the keys of a notify table, in the order the documentation lists them.
+var notifyKeys = []string{"name", "url", "format", "secret", "events"}
 
 // minWebhookSecret is the shortest webhook_secret accepted: anyone who guesses it can trigger deploys.
 const minWebhookSecret = 16
@@ -71,13 +93,17 @@ func parseConfig(path string, data []byte) (*Config, error) {
 	cfg := &Config{Path: path}
 	for _, key := range root.Keys {
 		v := root.Values[key]
-		if key != "services" {
-			c.errorf(v.Line, "", "%s", unknownKey(key, v.Line, []string{"services"}))
-			continue
+		switch key {
+		case "services":
+			cfg.Services = c.services(v)
+		case "notify":
+			cfg.Notify = c.notifyEndpoints(v, "")
+		default:
+			c.errorf(v.Line, "", "%s", unknownKey(key, v.Line, topKeys))
 		}
-		cfg.Services = c.services(v)
 	}
 	c.crossCheck(cfg.Services)
+	c.nameEndpoints(cfg)
 	if len(c.errs) > 0 {
 		return nil, c.err()
 	}
@@ -152,6 +178,9 @@ func (c *configChecker) service(i int, v *tomlValue) *Service {
 		if _, ok := t.Values[required]; !ok {
 			sc.errorf(v.Line, "%s is required", required)
 		}
+	}
+	for _, ep := range s.Notify {
+		ep.Service = s.Name
 	}
 	return s
 }
@@ -231,6 +260,8 @@ func (sc *serviceChecker) key(s *Service, key string, v *tomlValue) {
 		if sc.str(key, v, &s.WebhookSecret) && len(s.WebhookSecret) < minWebhookSecret {
 			sc.errorf(v.Line, "webhook_secret is too short: use at least %d characters (e.g. openssl rand -hex 32)", minWebhookSecret)
 		}
+	case "notify":
+		s.Notify = sc.notifyEndpoints(v, sc.label)
 	default:
 		sc.errorf(v.Line, "%s", unknownKey(key, v.Line, serviceKeys))
 	}
@@ -342,6 +373,159 @@ func (sc *serviceChecker) ports(v *tomlValue) []string {
 		}
 	}
 	return ports
+}
+
+// notifyEndpoints decodes an array of notify tables: the top level's
+// [[notify]] when owner is "", else the notify of the service labelled owner.
+func (c *configChecker) notifyEndpoints(v *tomlValue, owner string) []*NotifyEndpoint {
+	if v.Kind != tomlKindArray {
+		header := "[[notify]]"
+		if owner != "" {
+			header = "[[services.notify]]"
+		}
+		c.errorf(v.Line, owner, "notify must be an array of tables (%s), not %s", header, v.Kind)
+		return nil
+	}
+	var endpoints []*NotifyEndpoint
+	for i, elem := range v.Array {
+		if elem.Kind != tomlKindTable {
+			c.errorf(elem.Line, owner, "notify[%d] must be a table, not %s", i, elem.Kind)
+			continue
+		}
+		endpoints = append(endpoints, c.notifyEndpoint(i, elem, owner))
+	}
+	return endpoints
+}
+
+// notifyEndpoint decodes and checks one notify table; i is its index, for
+// naming an endpoint that has no usable name.
+func (c *configChecker) notifyEndpoint(i int, v *tomlValue, owner string) *NotifyEndpoint {
+	t := v.Table
+	ep := &NotifyEndpoint{Line: v.Line}
+	label := fmt.Sprintf("notify #%d", i+1)
+	if name, ok := t.Values["name"]; ok && name.Kind == tomlKindString && validServiceName(name.Str) {
+		label = fmt.Sprintf("notify %q", name.Str)
+	}
+	if owner != "" {
+		label = owner + ": " + label
+	}
+	ec := &serviceChecker{configChecker: c, label: label}
+	for _, key := range t.Keys {
+		ec.notifyKey(ep, key, t.Values[key])
+	}
+	for _, required := range []string{"url", "format"} {
+		if _, ok := t.Values[required]; !ok {
+			ec.errorf(v.Line, "%s is required", required)
+		}
+	}
+	if ep.Secret != "" && ep.Format != "" && ep.Format != notifyJSON {
+		ec.errorf(t.Values["secret"].Line, "secret signs json payloads only; slack, discord and ntfy endpoints carry their token in the url")
+	}
+	return ep
+}
+
+// notifyKey decodes and checks one key of a notify table. The url and the
+// secret are never quoted: the url of a Slack, Discord or ntfy endpoint is
+// its token.
+func (sc *serviceChecker) notifyKey(ep *NotifyEndpoint, key string, v *tomlValue) {
+	switch key {
+	case "name":
+		if sc.str(key, v, &ep.Name) && !validServiceName(ep.Name) {
+			sc.errorf(v.Line, `name is not allowed: use at most 63 lowercase letters, digits, "-" and "_", starting with a letter or digit`)
+			ep.Name = "" // never quoted later: it may be a misplaced url
+		}
+	case "url":
+		if sc.str(key, v, &ep.URL) {
+			if msg := notifyURLProblem(ep.URL); msg != "" {
+				sc.errorf(v.Line, "url %s", msg)
+			}
+		}
+	case "format":
+		var format string
+		if sc.str(key, v, &format) {
+			if slices.Contains(notifyFormats, format) {
+				ep.Format = format
+			} else {
+				sc.errorf(v.Line, "format %q is not supported%s", format, choiceHint(format, notifyFormats))
+			}
+		}
+	case "secret":
+		if sc.str(key, v, &ep.Secret) && len(ep.Secret) < minWebhookSecret {
+			sc.errorf(v.Line, "secret is too short: use at least %d characters (e.g. openssl rand -hex 32)", minWebhookSecret)
+		}
+	case "events":
+		seen := map[string]bool{}
+		ep.Events = sc.strList(key, v, func(e string) string {
+			switch {
+			case !slices.Contains(eventKindNames(), e):
+				return fmt.Sprintf("%q is not an event%s", e, choiceHint(e, eventKindNames()))
+			case seen[e]:
+				return fmt.Sprintf("%s is listed twice", e)
+			}
+			seen[e] = true
+			return ""
+		})
+	default:
+		sc.errorf(v.Line, "%s", unknownKey(key, v.Line, notifyKeys))
+	}
+}
+
+// choiceHint tells someone who wrote value where one of choices belongs what
+// to write instead: the closest choice, or else all of them.
+func choiceHint(value string, choices []string) string {
+	if guess := closestKey(value, choices); guess != "" {
+		return fmt.Sprintf("; did you mean %q?", guess)
+	}
+	return ": use one of " + strings.Join(choices, ", ")
+}
+
+// notifyURLProblem says what is wrong with a notify url, or "". Like
+// repositoryProblem it never quotes the URL.
+func notifyURLProblem(s string) string {
+	if s == "" {
+		return "must not be empty"
+	}
+	if strings.IndexFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7F }) >= 0 {
+		return "must not contain spaces or control characters"
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return "is not a valid URL" // url's error would quote it
+	case u.Scheme != "https" && u.Scheme != "http":
+		return "must start with https:// or http://"
+	case u.Host == "":
+		return "has no host"
+	}
+	return ""
+}
+
+// nameEndpoints names every endpoint that has no name of its own after its
+// place ("notify-2", "web-notify-1"), and refuses a name used twice: logs and
+// metrics tell endpoints apart by name alone.
+func (c *configChecker) nameEndpoints(cfg *Config) {
+	seen := map[string]*NotifyEndpoint{}
+	check := func(owner string, ep *NotifyEndpoint) {
+		if first, ok := seen[ep.Name]; ok {
+			c.errorf(ep.Line, owner, "notify %q: name is already used by the notify table at line %d", ep.Name, first.Line)
+			return
+		}
+		seen[ep.Name] = ep
+	}
+	for i, ep := range cfg.Notify {
+		if ep.Name == "" {
+			ep.Name = fmt.Sprintf("notify-%d", i+1)
+		}
+		check("", ep)
+	}
+	for _, s := range cfg.Services {
+		for j, ep := range s.Notify {
+			if ep.Name == "" {
+				ep.Name = fmt.Sprintf("%s-notify-%d", s.Name, j+1)
+			}
+			check(fmt.Sprintf("service %q", s.Name), ep)
+		}
+	}
 }
 
 // crossCheck finds what no single service shows: names used twice, and host names routed twice.

@@ -350,3 +350,149 @@ func TestConfigRefusesPrefixNames(t *testing.T) {
 		t.Fatalf("ab was refused too: %v", err)
 	}
 }
+
+func TestParseConfigNotify(t *testing.T) {
+	doc := `[[notify]]
+name = "ops"
+url = "https://hooks.slack.com/services/T0000/B0000/XXXXXXXXXXXXXXXXXXXXXXXX"
+format = "slack"
+events = [ "failed", "rolled_back" ]
+
+[[notify]]
+url = "https://ci.example.org/pgo-events"
+format = "json"
+secret = "0123456789abcdef0123"
+
+[[services]]
+name = "web"
+user = "web"
+repository = "/srv/git/web.git"
+notify = [ { url = "https://ntfy.example.org/web-deploys", format = "ntfy" } ]
+
+[[services]]
+name = "api"
+user = "api"
+repository = "/srv/git/api.git"
+
+[[services.notify]]
+name = "api-team"
+url = "https://discord.com/api/webhooks/1234/abcd"
+format = "discord"
+`
+	cfg, err := parseConfig("pgo.toml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantTop := []*NotifyEndpoint{
+		{Name: "ops", URL: "https://hooks.slack.com/services/T0000/B0000/XXXXXXXXXXXXXXXXXXXXXXXX", Format: "slack", Events: []string{"failed", "rolled_back"}, Line: 1},
+		{Name: "notify-2", URL: "https://ci.example.org/pgo-events", Format: "json", Secret: "0123456789abcdef0123", Line: 7},
+	}
+	if !reflect.DeepEqual(cfg.Notify, wantTop) {
+		t.Errorf("top-level notify:\n got %+v\nwant %+v", cfg.Notify, wantTop)
+	}
+	wantWeb := []*NotifyEndpoint{{Name: "web-notify-1", URL: "https://ntfy.example.org/web-deploys", Format: "ntfy", Service: "web", Line: 16}}
+	if !reflect.DeepEqual(cfg.Services[0].Notify, wantWeb) {
+		t.Errorf("web's notify:\n got %+v\nwant %+v", cfg.Services[0].Notify, wantWeb)
+	}
+	wantAPI := []*NotifyEndpoint{{Name: "api-team", URL: "https://discord.com/api/webhooks/1234/abcd", Format: "discord", Service: "api", Line: 23}}
+	if !reflect.DeepEqual(cfg.Services[1].Notify, wantAPI) {
+		t.Errorf("api's notify:\n got %+v\nwant %+v", cfg.Services[1].Notify, wantAPI)
+	}
+}
+
+// TestParseConfigNotifyErrors checks what a user sees for a wrong notify
+// table; none of it quotes a url or a secret.
+func TestParseConfigNotifyErrors(t *testing.T) {
+	const head = "[[services]]\nname = \"web\"\nuser = \"web\"\nrepository = \"https://example.org/web\"\n"
+	tests := []struct {
+		name string
+		doc  string
+		want []string
+	}{
+		{"unknown top-level key", "[[notfy]]\nurl = \"https://x.org/a\"\n", []string{
+			`pgo.toml:1: unknown key "notfy" at line 1; did you mean "notify"?`,
+		}},
+		{"not an array of tables", "notify = \"https://x.org/a\"\n" + head + "notify = { url = \"https://x.org/a\", format = \"json\" }\n", []string{
+			`pgo.toml:1: notify must be an array of tables ([[notify]]), not a string`,
+			`pgo.toml:6: service "web": notify must be an array of tables ([[services.notify]]), not a table`,
+		}},
+		{"elements not tables", "notify = [ \"https://x.org/a\" ]\n", []string{
+			`pgo.toml:1: notify[0] must be a table, not a string`,
+		}},
+		{"required keys", "[[notify]]\nname = \"ops\"\n" + head + "[[services.notify]]\n", []string{
+			`pgo.toml:1: notify "ops": url is required`,
+			`pgo.toml:1: notify "ops": format is required`,
+			`pgo.toml:7: service "web": notify #1: url is required`,
+			`pgo.toml:7: service "web": notify #1: format is required`,
+		}},
+		{"unknown keys with suggestions", "[[notify]]\nurl = \"https://x.org/a\"\nformat = \"json\"\nevent = [ \"failed\" ]\nhmac = \"0123456789abcdef\"\nsecrets = \"0123456789abcdef\"\n", []string{
+			`pgo.toml:4: notify #1: unknown key "event" at line 4; did you mean "events"?`,
+			`pgo.toml:5: notify #1: unknown key "hmac" at line 5`,
+			`pgo.toml:6: notify #1: unknown key "secrets" at line 6; did you mean "secret"?`,
+		}},
+		{"formats", "[[notify]]\nurl = \"https://x.org/a\"\nformat = \"slak\"\n[[notify]]\nurl = \"https://x.org/b\"\nformat = \"teams\"\n[[notify]]\nurl = \"https://x.org/c\"\nformat = 1\n", []string{
+			`pgo.toml:3: notify #1: format "slak" is not supported; did you mean "slack"?`,
+			`pgo.toml:6: notify #2: format "teams" is not supported: use one of slack, discord, ntfy, json`,
+			`pgo.toml:9: notify #3: format must be a string, not an integer`,
+		}},
+		{"events", "[[notify]]\nurl = \"https://x.org/a\"\nformat = \"json\"\nevents = [ \"fialed\", \"failed\", \"failed\", \"deployed\", 3 ]\n", []string{
+			`pgo.toml:4: notify #1: events[0]: "fialed" is not an event; did you mean "failed"?`,
+			`pgo.toml:4: notify #1: events[2]: failed is listed twice`,
+			`pgo.toml:4: notify #1: events[3]: "deployed" is not an event: use one of failed, rolled_back, unhealthy, rejected, recovered, frozen, unfrozen, started_with_errors`,
+			`pgo.toml:4: notify #1: events[4] must be a string, not an integer`,
+		}},
+		{"secrets", "[[notify]]\nurl = \"https://x.org/a\"\nformat = \"json\"\nsecret = \"short\"\n[[notify]]\nurl = \"https://x.org/b\"\nformat = \"ntfy\"\nsecret = \"0123456789abcdef\"\n", []string{
+			`pgo.toml:4: notify #1: secret is too short: use at least 16 characters (e.g. openssl rand -hex 32)`,
+			`pgo.toml:8: notify #2: secret signs json payloads only; slack, discord and ntfy endpoints carry their token in the url`,
+		}},
+		{"urls", "notify = [\n{ url = \"\", format = \"json\" },\n{ url = \"hooks.slack.com/services/T0/B0/X\", format = \"slack\" },\n{ url = \"ftp://x.org/a\", format = \"json\" },\n{ url = \"https:///a\", format = \"json\" },\n{ url = \"https://x.org/a b\", format = \"json\" },\n{ url = \"https://x.org:port/a\", format = \"json\" },\n]\n", []string{
+			`pgo.toml:2: notify #1: url must not be empty`,
+			`pgo.toml:3: notify #2: url must start with https:// or http://`,
+			`pgo.toml:4: notify #3: url must start with https:// or http://`,
+			`pgo.toml:5: notify #4: url has no host`,
+			`pgo.toml:6: notify #5: url must not contain spaces or control characters`,
+			`pgo.toml:7: notify #6: url is not a valid URL`,
+		}},
+		{"names", "[[notify]]\nname = \"Ops Team\"\nurl = \"https://x.org/a\"\nformat = \"json\"\n[[notify]]\nname = \"ops\"\nurl = \"https://x.org/a\"\nformat = \"json\"\n" + head + "[[services.notify]]\nname = \"ops\"\nurl = \"https://x.org/b\"\nformat = \"json\"\n[[services.notify]]\nname = \"notify-1\"\nurl = \"https://x.org/c\"\nformat = \"json\"\n", []string{
+			`pgo.toml:2: notify #1: name is not allowed: use at most 63 lowercase letters, digits, "-" and "_", starting with a letter or digit`,
+			`pgo.toml:13: service "web": notify "ops": name is already used by the notify table at line 5`,
+			`pgo.toml:17: service "web": notify "notify-1": name is already used by the notify table at line 1`,
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := parseConfig("pgo.toml", []byte(tc.doc))
+			if err == nil {
+				t.Fatalf("parseConfig accepted it: %+v", cfg.Notify)
+			}
+			if got := strings.Split(err.Error(), "\n"); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("errors:\n%s\nwant:\n%s", err, strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}
+
+// TestParseConfigNotifyErrorsHideSecrets: a notify url is a token, and so is its secret.
+func TestParseConfigNotifyErrorsHideSecrets(t *testing.T) {
+	const secret = "S3CRET-t0ken-value"
+	docs := []string{
+		"[[notify]]\nurl = \"https://hooks.slack.com:bad/services/" + secret + "\"\nformat = \"slack\"\n",
+		"[[notify]]\nurl = \"hooks.slack.com/services/" + secret + "\"\nformat = \"slack\"\n",
+		"[[notify]]\nurl = \"gopher://x.org/" + secret + "\"\nformat = \"slack\"\n",
+		"[[notify]]\nurl = \"https://x.org/" + secret + " \"\nformat = \"slack\"\n",
+		"[[notify]]\nurl = \"https://x.org/a\"\nformat = \"slack\"\nsecret = \"" + secret + "\"\n",
+		"[[notify]]\nurl = \"https://x.org/a\"\nformat = \"json\"\nsecret = 42\nsecre = \"" + secret + "\"\n",
+		"[[notify]]\nname = \"https://x.org/" + secret + "\"\nurl = \"https://x.org/a\"\nformat = \"json\"\n[[notify]]\nname = \"notify-1\"\nurl = \"https://x.org/a\"\nformat = \"json\"\n",
+		"[[notify]]\nurl = \"https://x.org/" + secret + "\"\nformat = \"json\"\nurl = \"x\"\n",
+	}
+	for _, doc := range docs {
+		_, err := parseConfig("pgo.toml", []byte(doc))
+		if err == nil {
+			t.Errorf("parseConfig accepted %q", doc)
+			continue
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("error shows the secret: %v", err)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,11 +34,15 @@ type metrics struct {
 	lastOK        map[string]time.Time // service -> last successful deploy
 	sessions      map[resultKey]uint64
 	webhooks      map[resultKey]uint64
+	notifications map[endpointKey]uint64
+	endpoints     []string // notify endpoints now configured, exported at zero until counted
 }
 
 type commandKey struct{ service, cmd, subcmd string }
 
 type resultKey struct{ service, result string }
+
+type endpointKey struct{ endpoint, result string }
 
 // deployResults are the deploy results every service exports, zero or not,
 // so that rate() and absent() behave from the first scrape on.
@@ -55,6 +60,7 @@ func newMetrics(statuses func() []serviceStatus) *metrics {
 		lastOK:        map[string]time.Time{},
 		sessions:      map[resultKey]uint64{},
 		webhooks:      map[resultKey]uint64{},
+		notifications: map[endpointKey]uint64{},
 	}
 }
 
@@ -107,6 +113,23 @@ func (m *metrics) webhook(service, result string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.webhooks[resultKey{service, result}]++
+}
+
+// notification counts one event's fate at a notify endpoint (notifySent,
+// notifyFailed, notifyDropped, notifySuppressed). endpoint is the name the
+// config gives it, never its URL, which is a secret.
+func (m *metrics) notification(endpoint, result string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.notifications[endpointKey{endpoint, result}]++
+}
+
+// notificationEndpoints sets the notify endpoints that export every result,
+// zero or not.
+func (m *metrics) notificationEndpoints(names []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.endpoints = slices.Clone(names)
 }
 
 // ServeHTTP writes the Prometheus text format.
@@ -219,7 +242,19 @@ func (m *metrics) families() []*family {
 		hooks.add(float64(n), "service", k.service, "result", k.result)
 	}
 
-	return []*family{build, cmds, cmdErrs, info, lastSync, deployed, stopped, deploys, rejections, violations, running, desired, sessions, hooks}
+	notifications := newFamily("pgo_notifications_total", "counter", "Events for notify endpoints by result: sent, failed (gave up), dropped (queue full or shutdown), suppressed (a repeat).")
+	for k, n := range m.notifications {
+		notifications.add(float64(n), "endpoint", k.endpoint, "result", k.result)
+	}
+	for _, name := range m.endpoints {
+		for _, result := range notifyResults {
+			if _, ok := m.notifications[endpointKey{name, result}]; !ok {
+				notifications.add(0, "endpoint", name, "result", result)
+			}
+		}
+	}
+
+	return []*family{build, cmds, cmdErrs, info, lastSync, deployed, stopped, deploys, rejections, violations, running, desired, sessions, hooks, notifications}
 }
 
 func unixSeconds(t time.Time) float64 { return float64(t.UnixMilli()) / 1000 }

@@ -61,6 +61,10 @@ func exercisedMetrics() *metrics {
 	m.sshSession("", "unauthorized")
 	m.webhook("web", hookTriggered)
 	m.webhook("", hookUnauthorized)
+	m.notificationEndpoints([]string{"ops", "web-notify-1"})
+	m.notification("ops", notifySent)
+	m.notification("ops", notifySent)
+	m.notification("ops", notifyDropped)
 	return m
 }
 
@@ -92,6 +96,11 @@ func TestMetricsSamples(t *testing.T) {
 		`pgo_ssh_sessions_total{service="web",result="ok"} 2`,
 		`pgo_ssh_sessions_total{service="",result="unauthorized"} 1`,
 		`pgo_webhooks_total{service="web",result="triggered"} 1`,
+		`pgo_notifications_total{endpoint="ops",result="sent"} 2`,
+		`pgo_notifications_total{endpoint="ops",result="dropped"} 1`,
+		`pgo_notifications_total{endpoint="ops",result="failed"} 0`,
+		`pgo_notifications_total{endpoint="web-notify-1",result="suppressed"} 0`,
+		`# TYPE pgo_notifications_total counter`,
 		`# TYPE pgo_command_count untyped`,
 		`# TYPE pgo_deploys_total counter`,
 		`# TYPE pgo_containers_running gauge`,
@@ -250,5 +259,22 @@ func TestHealth(t *testing.T) {
 	h.forget("poll web")
 	if code, _ := get(); code != http.StatusOK {
 		t.Fatalf("after forgetting the removed service's loop: %d, want 200", code)
+	}
+}
+
+// TestMetricsNotificationEndpoints: an endpoint removed from the config stops
+// exporting zeros, and keeps what it counted.
+func TestMetricsNotificationEndpoints(t *testing.T) {
+	m := newMetrics(nil)
+	m.notificationEndpoints([]string{"a", "b"})
+	m.notification("a", notifyFailed)
+	m.notificationEndpoints([]string{"a"})
+	out := scrape(t, m)
+	if !strings.Contains(out, `pgo_notifications_total{endpoint="a",result="failed"} 1`+"\n") ||
+		!strings.Contains(out, `pgo_notifications_total{endpoint="a",result="sent"} 0`+"\n") {
+		t.Errorf("endpoint a not exported:\n%s", out)
+	}
+	if strings.Contains(out, `endpoint="b"`) {
+		t.Errorf("removed endpoint b still exported:\n%s", out)
 	}
 }
