@@ -127,7 +127,8 @@ type Daemon struct {
 	workers map[string]*worker
 	locks   map[string]*serviceLock // by service name, kept across reloads
 
-	caddy *trigger // asks the Caddy loop to write the snippets and reload
+	caddy    *trigger  // asks the Caddy loop to write the snippets and reload
+	notifier *notifier // tells people what happened (notify.go)
 }
 
 // runDaemon is pgod's main.
@@ -146,6 +147,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 		caddy:   newTrigger(),
 	}
 	d.metrics = newMetrics(d.statuses)
+	d.notifier = newNotifier(d.log, d.metrics)
 	// pgod's heap is small and steady; collecting at half the default growth
 	// keeps its resident size down on a host with hundreds of services.
 	debug.SetGCPercent(50)
@@ -242,6 +244,9 @@ func (d *Daemon) start() error {
 	d.apply(ctx, cfg, accounts)
 	d.loop(ctx)
 	d.stopAll()
+	nctx, ncancel := context.WithTimeout(context.Background(), 5*time.Second)
+	d.notifier.close(nctx) // what is queued goes out, for a few seconds at most
+	ncancel()
 	if listenerDied.Load() {
 		return errors.New("a listener stopped (see the log above); containers keep running")
 	}
@@ -369,6 +374,7 @@ func (d *Daemon) homeOutOfReach(a *account) error {
 // apply starts, stops or re-tracks workers so that they match cfg. A service
 // whose settings did not change keeps its worker untouched.
 func (d *Daemon) apply(ctx context.Context, cfg *Config, accounts map[string]*account) {
+	d.notifier.reload(cfg)
 	d.mu.Lock()
 	old := d.workers
 	d.cfg = cfg

@@ -445,6 +445,7 @@ func (w *worker) pull(ctx context.Context, out io.Writer, commit string, project
 		msg := redact(err.Error(), w.secrets)
 		w.update(func(s *savedState) { s.LastResult, s.LastError, s.LastDeploy = resultFailed, msg, time.Now() })
 		w.d.metrics.deploy(w.svc.Name, resultFailed)
+		w.tell(eventFailed, commit, msg)
 		w.say(out, "deploy of %s failed: %s", short(commit), msg)
 		return errReported
 	}
@@ -471,6 +472,7 @@ func (w *worker) refuse(out io.Writer, commit string, violations []violation) bo
 		s.Rejected, s.Rejection, s.LastResult, s.LastDeploy = commit, reasons, resultRejected, time.Now()
 	})
 	w.d.metrics.deploy(w.svc.Name, resultRejected)
+	w.tell(eventRejected, commit, strings.Join(reasons, "; "))
 	w.say(out, "rejected %s: %d policy violations, the running deployment stays", short(commit), len(reasons))
 	for _, r := range reasons {
 		w.say(out, "  %s", r)
@@ -574,6 +576,9 @@ func (w *worker) deploy(ctx context.Context, out io.Writer) error {
 	w.mu.Unlock()
 	w.update(func(s *savedState) { s.Deployed, s.LastResult, s.LastError, s.Failed = commit, resultOK, "", "" })
 	w.d.metrics.deploy(w.svc.Name, resultOK)
+	if st.LastResult != "" && st.LastResult != resultOK {
+		w.tell(eventRecovered, commit, "deployed after "+st.LastResult)
+	}
 	w.say(out, "deployed %s (%d services changed)", short(commit), changedServices(deployed, project))
 	if err := w.pins.unpinUnused(project); err != nil {
 		w.log.Warn("bind pins of the last deploy: " + err.Error())
@@ -609,6 +614,11 @@ func (w *worker) failDeploy(ctx context.Context, out io.Writer, commit string, c
 	}
 	w.update(func(s *savedState) { s.LastResult, s.LastError, s.Failed = result, msg, commit })
 	w.d.metrics.deploy(w.svc.Name, result)
+	if result == resultRolledBack {
+		w.tell(eventRolledBack, commit, msg)
+	} else {
+		w.tell(eventFailed, commit, msg)
+	}
 	if result == resultRolledBack {
 		w.say(out, "deploy of %s failed, rolled back to %s: %s", short(commit), short(st.Deployed), msg)
 	} else {
@@ -725,6 +735,13 @@ func (w *worker) loadKeys() {
 	w.mu.Lock()
 	w.keys = keys
 	w.mu.Unlock()
+}
+
+// tell notifies whoever pgo.toml names of an event of this service; it never waits.
+func (w *worker) tell(kind eventKind, commit, reason string) {
+	if w.d.notifier != nil {
+		w.d.notifier.notify(event{Kind: kind, Service: w.svc.Name, Commit: commit, Reason: redact(reason, w.secrets), Secrets: w.secrets})
+	}
 }
 
 // short abbreviates a commit hash for humans.

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"errors"
 	"fmt"
 	"os"
@@ -193,4 +196,41 @@ func TestHomeInsideTeamDirectoriesIsRefused(t *testing.T) {
 	if err := d.ensureHome(&account{Name: "svc", UID: 65534, GID: 65534, Home: "/nonexistent"}); err != nil {
 		t.Errorf("a user without a home: %v", err)
 	}
+}
+
+// A deploy that fails, and the one that works after it,
+// are told to the endpoints pgo.toml names, as they happen.
+func TestWorkerTellsFailuresAndRecovery(t *testing.T) {
+	got := make(chan map[string]any, 8)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev map[string]any
+		json.NewDecoder(r.Body).Decode(&ev)
+		got <- ev
+	}))
+	defer srv.Close()
+	w, fake, g, _ := deployedWorker(t, goodCompose)
+	w.d.notifier = newNotifier(w.d.log, w.d.metrics)
+	defer w.d.notifier.close(context.Background())
+	w.d.cfg.Notify = []*NotifyEndpoint{{Name: "ops", URL: srv.URL, Format: notifyJSON}}
+	w.d.notifier.reload(w.d.cfg)
+
+	broken := g.push(t, strings.Replace(goodCompose, "busybox:stable", "busybox:broken", 1))
+	fake.fail(t, "up", true)
+	w.sync(context.Background(), nil, false)
+	want := func(kind, commit string) {
+		t.Helper()
+		select {
+		case ev := <-got:
+			if ev["event"] != kind || ev["commit"] != commit || ev["service"] != "web" {
+				t.Fatalf("notification %v, want %s of %s", ev, kind, short(commit))
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no %s notification", kind)
+		}
+	}
+	want("failed", broken) // the fake fails the rollback's up too
+	fake.fail(t, "up", false)
+	fixed := g.push(t, strings.Replace(goodCompose, "busybox:stable", "busybox:fixed", 1))
+	w.sync(context.Background(), nil, false)
+	want("recovered", fixed)
 }
