@@ -131,7 +131,6 @@ func composeMessage(head, tail string) string {
 	return lastLines(strings.TrimSpace(tail), 3)
 }
 
-
 // teeWriter writes to both, as io.MultiWriter would, but never stops at the
 // first writer's error: the head of standard error is kept, and the tail too.
 type teeWriter struct{ first, second io.Writer }
