@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -40,7 +39,7 @@ func ensureMount(ctx context.Context, mountCmd string, share, target string) err
 	if err := os.MkdirAll(target, 0o755); err != nil {
 		return fmt.Errorf("mount %s: %w", share, err)
 	}
-	resolved, err := resolvePath(target)
+	resolved, err := mountPoint(target)
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", share, err)
 	}
@@ -66,10 +65,7 @@ func ensureMount(ctx context.Context, mountCmd string, share, target string) err
 // unmount unmounts target with umountCmd (normally "umount") if it is a
 // mount point; a target that is not mounted, or does not exist, is fine.
 func unmount(ctx context.Context, umountCmd string, target string) error {
-	resolved, err := resolvePath(target)
-	if os.IsNotExist(err) {
-		return nil
-	}
+	resolved, err := mountPoint(target)
 	if err != nil {
 		return fmt.Errorf("unmount %s: %w", target, err)
 	}
@@ -133,10 +129,7 @@ func sameNFSSource(mounted, want string) bool {
 // mountedAt reports whether something is mounted at dir; a dir that does not
 // exist has nothing mounted.
 func mountedAt(dir string) (bool, error) {
-	resolved, err := resolvePath(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
-	}
+	resolved, err := mountPoint(dir)
 	if err != nil {
 		return false, err
 	}
@@ -144,13 +137,14 @@ func mountedAt(dir string) (bool, error) {
 	return mounted, err
 }
 
-// resolvePath makes target absolute with symlinks resolved, as the kernel lists it.
-func resolvePath(target string) (string, error) {
+// mountPoint is target as the kernel lists it in mountinfo: absolute, with
+// symlinks resolved (a part that does not exist yet is kept as it is).
+func mountPoint(target string) (string, error) {
 	abs, err := filepath.Abs(target)
 	if err != nil {
 		return "", err
 	}
-	return filepath.EvalSymlinks(abs)
+	return resolveHostPath(abs)
 }
 
 // mountEntry is one line of /proc/self/mountinfo, the parts pgo needs.

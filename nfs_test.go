@@ -187,7 +187,7 @@ func TestEnsureMountAlreadyMounted(t *testing.T) {
 	if err := unmount(ctx, "umount", target); err != nil {
 		t.Fatal(err)
 	}
-	resolved, _ := resolvePath(target)
+	resolved, _ := mountPoint(target)
 	if _, mounted, _ := mountAt(mountinfoPath, resolved); mounted {
 		t.Fatal("still mounted after unmount")
 	}
