@@ -264,19 +264,11 @@ func unpin(pin string) error {
 
 // unpinAll removes every pin of a service, for a service that is removed.
 func unpinAll(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
+	err := unpinExcept(dir, nil)
+	if rmErr := os.Remove(dir); rmErr != nil && !errors.Is(rmErr, os.ErrNotExist) {
+		err = errors.Join(err, rmErr)
 	}
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, e := range entries {
-		errs = append(errs, unpin(filepath.Join(dir, e.Name())))
-	}
-	errs = append(errs, os.Remove(dir))
-	return errors.Join(errs...)
+	return err
 }
 
 // unpinUnused removes the pins of a service that project does not name, after
@@ -290,7 +282,12 @@ func (p *pinner) unpinUnused(project []byte) error {
 	for _, src := range pinSources(proj) {
 		keep[filepath.Base(p.pinPath(src.path))] = true
 	}
-	entries, err := os.ReadDir(p.dir)
+	return unpinExcept(p.dir, keep)
+}
+
+// unpinExcept removes the pins in dir whose names keep does not hold.
+func unpinExcept(dir string, keep map[string]bool) error {
+	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -300,7 +297,7 @@ func (p *pinner) unpinUnused(project []byte) error {
 	var errs []error
 	for _, e := range entries {
 		if !keep[e.Name()] {
-			errs = append(errs, unpin(filepath.Join(p.dir, e.Name())))
+			errs = append(errs, unpin(filepath.Join(dir, e.Name())))
 		}
 	}
 	return errors.Join(errs...)

@@ -135,14 +135,20 @@ func (c *projectRules) externalNetworkAllowed(path, key, name string) {
 	}
 }
 
+// ownResourceName keeps the engine name of a project's network or volume
+// the project's: <name>_<key>, and not in another service's namespace.
+func (c *projectRules) ownResourceName(kind, path, key string, r map[string]any) {
+	if name := jsonString(r["name"]); name != "" && name != c.ownName(key) {
+		c.add(path+".name", "%s %q: name %q is not allowed: a project's %ss are named %s_<key>; drop name:", kind, key, name, kind, c.name)
+	} else if o := c.names.foreign(c.ownName(key)); o != "" {
+		c.add(path, "%s %q: compose names it %s, which belongs to service %q; rename the key", kind, key, c.ownName(key), o)
+	}
+}
+
 // ownNetwork keeps a project's own network its own: named after the
 // project, a plain bridge, with no addresses the project picks.
 func (c *projectRules) ownNetwork(path, key string, n map[string]any) {
-	if name := jsonString(n["name"]); name != "" && name != c.ownName(key) {
-		c.add(path+".name", "network %q: name %q is not allowed: a project's networks are named %s_<key>; drop name:", key, name, c.name)
-	} else if o := c.names.foreign(c.ownName(key)); o != "" {
-		c.add(path, "network %q: compose names it %s, which belongs to service %q; rename the key", key, c.ownName(key), o)
-	}
+	c.ownResourceName("network", path, key, n)
 	if d := jsonString(n["driver"]); d != "" && d != "bridge" {
 		c.add(path+".driver", "network %q: driver %q is not allowed; only bridge", key, d)
 	}
@@ -184,11 +190,7 @@ func (c *projectRules) volumesStayInProject() {
 			c.add(path+".external", "volume %q: external volume %q is not allowed: it is outside the project", key, jsonString(v["name"]))
 			continue
 		}
-		if name := jsonString(v["name"]); name != "" && name != c.ownName(key) {
-			c.add(path+".name", "volume %q: name %q is not allowed: a project's volumes are named %s_<key>; drop name:", key, name, c.name)
-		} else if o := c.names.foreign(c.ownName(key)); o != "" {
-			c.add(path, "volume %q: compose names it %s, which belongs to service %q; rename the key", key, c.ownName(key), o)
-		}
+		c.ownResourceName("volume", path, key, v)
 		if d := jsonString(v["driver"]); d != "" && d != "local" {
 			c.add(path+".driver", "volume %q: driver %q is not allowed; only local", key, d)
 		}
