@@ -160,6 +160,7 @@ func testWorker(t *testing.T, fake *fakeDocker, upstream string) (*worker, *byte
 		caddy:   newTrigger(),
 	}
 	d.metrics = newMetrics(d.statuses)
+	d.notifier = newNotifier(d.log, d.metrics)
 	os.MkdirAll(d.flags.dir, 0o755)
 	os.MkdirAll(filepath.Join(d.flags.dir, ".pgo"), 0o700)
 	svc := &Service{Name: "web", User: "svc", Repository: upstream, Branch: "main"}

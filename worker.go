@@ -739,9 +739,7 @@ func (w *worker) loadKeys() {
 
 // tell notifies whoever pgo.toml names of an event of this service; it never waits.
 func (w *worker) tell(kind eventKind, commit, reason string) {
-	if w.d.notifier != nil {
-		w.d.notifier.notify(event{Kind: kind, Service: w.svc.Name, Commit: commit, Reason: redact(reason, w.secrets), Secrets: w.secrets})
-	}
+	w.d.notifier.notify(event{Kind: kind, Service: w.svc.Name, Commit: commit, Reason: redact(reason, w.secrets), Secrets: w.secrets})
 }
 
 // short abbreviates a commit hash for humans.

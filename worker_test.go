@@ -209,7 +209,6 @@ func TestWorkerTellsFailuresAndRecovery(t *testing.T) {
 	}))
 	defer srv.Close()
 	w, fake, g, _ := deployedWorker(t, goodCompose)
-	w.d.notifier = newNotifier(w.d.log, w.d.metrics)
 	defer w.d.notifier.close(context.Background())
 	w.d.cfg.Notify = []*NotifyEndpoint{{Name: "ops", URL: srv.URL, Format: notifyJSON}}
 	w.d.notifier.reload(w.d.cfg)
