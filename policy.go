@@ -57,7 +57,7 @@ type renderRequest struct {
 	DataDir  string   // <datadir>/<name>; bind mounts may point under it
 	Account  *account // who runs compose; nil: the caller (pgo check)
 	Docker   string   // docker binary, normally "docker"
-	Trusted  bool     // user = root: violations are warnings
+	Trusted  bool     // the user is uid 0: violations are warnings
 	Others   []string // names of the other configured services, whose names this project may not claim
 }
 
