@@ -140,7 +140,10 @@ func TestE2EPinCheckoutSwappedByACommit(t *testing.T) {
 	// Removed by hand, the victim is brought back by pgod's repair, which
 	// walks ./x again: it refuses the link rather than mount it.
 	sh(t, "", "docker", "rm", "-f", name+"-victim-1")
-	d.logShows(t, "x is a symlink, which pgod never follows", 30*time.Second)
+	waitFor(t, "pgod to refuse the link", 30*time.Second, func() bool {
+		logs := d.logs()
+		return strings.Contains(logs, "passes through the symlink ./x") || strings.Contains(logs, "x is a symlink, which pgod never follows")
+	})
 	if c := containerID(t, name+"-victim-1"); c != "" {
 		t.Fatalf("repair brought the victim back through the link: %s\n%s", c, containerLogs(t, name+"-victim-1"))
 	}
