@@ -17,12 +17,14 @@ import (
 // (e.g. "reverseproxy"), and on it the service name is a DNS alias of every
 // project's containers of that name. Two projects that both have a "web"
 // service would make "web" resolve to either, and Caddy would send one
-// team's traffic to the other's containers. Container names are unique per
-// engine; Compose v2 names a service's first container
-// "<project>-<service>-1" (v1 used "_" instead of "-"), and pgo uses the
-// service's name as the project name. Limits: a service scaled to more
-// replicas is reached through its first one only, and a compose service
-// that sets container_name is not reachable this way.
+// team's traffic to the other's containers. Compose v2 names a service's
+// first container "<project>-<service>-1", and pgo uses the service's name
+// as the project name. That name answers for that container only: the
+// policy (policy_names.go) gives every name starting "<project>-" to that
+// project, so no other project's container name, compose service name,
+// alias or hostname can answer for it on a shared network. Limits: a
+// service scaled to more replicas is reached through its first one only,
+// and a compose service that sets container_name is not reachable this way.
 //
 // The snippet is a sequence of site blocks and nothing else, so it is a
 // complete Caddyfile on its own (caddy adapt accepts it as is) and can be
