@@ -35,7 +35,11 @@ Flags:
     -d, --dir DIR          checkouts and state (default /var/lib/pgo)
         --datadir DIR      per-service data directories (default /data)
     -s, --ssh ADDR         SSH control plane address (default :2222)
-    -m, --metrics ADDR     metrics, health and webhook address (default :9112)
+    -m, --metrics ADDR     /metrics and /healthz address (default 127.0.0.1:9112);
+                           metrics name every service, branch and commit
+        --webhooks ADDR    /hook/NAME address, the one the forge reaches, such
+                           as :9113 (default: none, webhooks are off); the same
+                           ADDR as --metrics serves all three on one listener
     -t, --duration D       poll interval per service (default 5m)
         --max-parallel N   compose pulls and ups at once across services (default 4)
         --hostkey FILE     SSH host key (default <dir>/.pgo/ssh_host_ed25519_key)
@@ -50,6 +54,7 @@ Flags:
 type daemonFlags struct {
 	config, dir, datadir string
 	sshAddr, metricsAddr string
+	webhooksAddr         string
 	hostKey, docker      string
 	mountCmd             string
 	duration             time.Duration
@@ -71,7 +76,8 @@ func parseDaemonFlags(args []string, stdout, stderr io.Writer) (*daemonFlags, in
 	both(&f.config, "c", "config", "/etc/pgo.toml")
 	both(&f.dir, "d", "dir", "/var/lib/pgo")
 	both(&f.sshAddr, "s", "ssh", ":2222")
-	both(&f.metricsAddr, "m", "metrics", ":9112")
+	both(&f.metricsAddr, "m", "metrics", "127.0.0.1:9112")
+	fs.StringVar(&f.webhooksAddr, "webhooks", "", "")
 	fs.StringVar(&f.datadir, "datadir", "/data", "")
 	fs.StringVar(&f.hostKey, "hostkey", "", "")
 	fs.StringVar(&f.docker, "docker", "docker", "")
@@ -127,8 +133,9 @@ type Daemon struct {
 	workers map[string]*worker
 	locks   map[string]*serviceLock // by service name, kept across reloads
 
-	caddy    *trigger  // asks the Caddy loop to write the snippets and reload
-	notifier *notifier // tells people what happened (notify.go)
+	caddy    *trigger    // asks the Caddy loop to write the snippets and reload
+	notifier *notifier   // tells people what happened (notify.go)
+	audit    *auditTrail // config reloads, for the journal and the metrics
 }
 
 // runDaemon is pgod's main.
@@ -148,6 +155,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	}
 	d.metrics = newMetrics(d.statuses)
 	d.notifier = newNotifier(d.log, d.metrics)
+	d.audit = newAuditTrail(d.log, d.metrics)
 	// pgod's heap is small and steady; collecting at half the default growth
 	// keeps its resident size down on a host with hundreds of services.
 	debug.SetGCPercent(50)
@@ -204,12 +212,13 @@ func (d *Daemon) start() error {
 	if err != nil {
 		return fmt.Errorf("ssh: %w", err)
 	}
-	httpLn, err := net.Listen("tcp", d.flags.metricsAddr)
+	listeners, err := d.listenHTTP()
 	if err != nil {
-		return fmt.Errorf("metrics: %w", err)
+		return err
 	}
-	d.log.Info(fmt.Sprintf("pgod %s starting: compose %s, %d services, ssh on %s, metrics on %s",
-		version, v, len(cfg.Services), sshLn.Addr(), httpLn.Addr()))
+	d.log.Info(fmt.Sprintf("pgod %s starting: compose %s, %d services, ssh on %s, %s",
+		version, v, len(cfg.Services), sshLn.Addr(), describeListeners(listeners)))
+	d.warnWebhooksOff(cfg)
 
 	srv := newSSHServer(d, hostKey, d.log, d.metrics)
 	var listenerDied atomic.Bool
@@ -220,24 +229,26 @@ func (d *Daemon) start() error {
 			cancel()
 		}
 	}()
-	httpSrv := &http.Server{
-		Handler:           d.httpHandler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-	}
-	go func() {
-		// A listener that dies takes metrics, health and webhooks with it:
-		// pgod stops and says why, and systemd starts it again. The
-		// services' containers keep running meanwhile.
-		if err := httpSrv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) && ctx.Err() == nil {
-			d.log.Error("metrics, health and webhook listener stopped: " + err.Error())
-			listenerDied.Store(true)
+	for _, l := range listeners {
+		httpSrv := &http.Server{
+			Handler:           l.handler,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			MaxHeaderBytes:    64 << 10,
 		}
-		cancel()
-	}()
-	defer httpSrv.Close()
+		go func() {
+			// A listener that dies takes what it serves with it: pgod
+			// stops and says why, and systemd starts it again. The
+			// services' containers keep running meanwhile.
+			if err := httpSrv.Serve(l.ln); !errors.Is(err, http.ErrServerClosed) && ctx.Err() == nil {
+				d.log.Error(l.serves + " listener stopped: " + err.Error())
+				listenerDied.Store(true)
+			}
+			cancel()
+		}()
+		defer httpSrv.Close()
+	}
 	go d.caddyLoop(ctx)
 
 	d.removeStale(ctx, cfg)
@@ -300,11 +311,40 @@ func (d *Daemon) reload(ctx context.Context) {
 	if err == nil {
 		var accounts map[string]*account
 		if accounts, err = d.accounts(cfg); err == nil {
+			changes := d.changes(cfg)
 			d.apply(ctx, cfg, accounts)
+			d.audit.reload(changes)
+			d.warnWebhooksOff(cfg)
 			return
 		}
 	}
 	d.log.Error("config not reloaded, the running one stays: " + err.Error())
+	d.audit.reload(reloadResult{err: err})
+}
+
+// changes counts the services cfg adds, removes and changes against the running config.
+func (d *Daemon) changes(cfg *Config) reloadResult {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var r reloadResult
+	running := map[string]*Service{}
+	if d.cfg != nil {
+		for _, s := range d.cfg.Services {
+			running[s.Name] = s
+		}
+	}
+	for _, s := range cfg.Services {
+		old, ok := running[s.Name]
+		switch {
+		case !ok:
+			r.added++
+		case !sameService(old, s):
+			r.changed++
+		}
+		delete(running, s.Name)
+	}
+	r.removed = len(running)
+	return r
 }
 
 // accounts looks up every service's user; pgod refuses a config naming a user that does not exist.
@@ -534,15 +574,85 @@ func (d *Daemon) remove(ctx context.Context, name string, unmountData bool) {
 	d.log.Info("[" + name + "] removed; its data directory stays")
 }
 
-// httpHandler serves metrics, health and webhooks on one listener.
-func (d *Daemon) httpHandler() http.Handler {
+// httpListener is one HTTP listener and what it serves.
+type httpListener struct {
+	ln      net.Listener
+	serves  string // "metrics and health", "webhooks", or both, for messages
+	handler http.Handler
+}
+
+// listenHTTP opens the metrics listener and, when --webhooks is set, the
+// webhook one: metrics name every service, branch and commit, so they stay
+// on loopback by default, while webhooks face the forge. One address given
+// to both serves both on one listener.
+func (d *Daemon) listenHTTP() ([]httpListener, error) {
+	m, h := d.flags.metricsAddr, d.flags.webhooksAddr
+	if h == m {
+		ln, err := net.Listen("tcp", m)
+		if err != nil {
+			return nil, fmt.Errorf("metrics and webhooks: %w", err)
+		}
+		return []httpListener{{ln, "metrics, health and webhooks", d.httpHandler(true, true)}}, nil
+	}
+	ln, err := net.Listen("tcp", m)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	listeners := []httpListener{{ln, "metrics and health", d.httpHandler(true, false)}}
+	if h != "" {
+		hl, err := net.Listen("tcp", h)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("webhooks: %w", err)
+		}
+		listeners = append(listeners, httpListener{hl, "webhooks", d.httpHandler(false, true)})
+	}
+	return listeners, nil
+}
+
+// describeListeners says where each listener is, for the start line.
+func describeListeners(ls []httpListener) string {
+	var parts []string
+	for _, l := range ls {
+		parts = append(parts, l.serves+" on "+l.ln.Addr().String())
+	}
+	if len(ls) == 1 && ls[0].serves == "metrics and health" {
+		parts = append(parts, "webhooks off")
+	}
+	return strings.Join(parts, ", ")
+}
+
+// warnWebhooksOff says when services have a webhook secret that no
+// listener serves: their pushes then wait for the next poll.
+func (d *Daemon) warnWebhooksOff(cfg *Config) {
+	if d.flags.webhooksAddr != "" {
+		return
+	}
+	var names []string
+	for _, s := range cfg.Services {
+		if s.WebhookSecret != "" {
+			names = append(names, s.Name)
+		}
+	}
+	if len(names) > 0 {
+		d.log.Warn(fmt.Sprintf("webhooks are off but %s set webhook_secret; start pgod with --webhooks ADDR (such as :9113) to serve /hook/NAME",
+			strings.Join(names, ", ")))
+	}
+}
+
+// httpHandler serves metrics and health, webhooks, or both.
+func (d *Daemon) httpHandler(metrics, webhooks bool) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", d.metrics)
-	mux.Handle("/healthz", d.health)
-	hooks := webhookHandler(d.hookTarget)
-	hooks.count = d.metrics.webhook
-	hooks.log = d.log
-	mux.Handle("/hook/", hooks)
+	if metrics {
+		mux.Handle("/metrics", d.metrics)
+		mux.Handle("/healthz", d.health)
+	}
+	if webhooks {
+		hooks := webhookHandler(d.hookTarget)
+		hooks.count = d.metrics.webhook
+		hooks.log = d.log
+		mux.Handle("/hook/", hooks)
+	}
 	return mux
 }
 

@@ -509,7 +509,7 @@ func TestDaemonFlags(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	f, code := parseDaemonFlags([]string{"--config", "/x.toml", "-d", "/srv/pgo/", "-t", "30s", "--max-parallel", "8"}, &stdout, &stderr)
 	if code >= 0 || f.config != "/x.toml" || f.dir != "/srv/pgo" || f.duration != 30*time.Second || f.maxParallel != 8 ||
-		f.hostKey != "/srv/pgo/.pgo/ssh_host_ed25519_key" || f.sshAddr != ":2222" || f.metricsAddr != ":9112" || f.datadir != "/data" {
+		f.hostKey != "/srv/pgo/.pgo/ssh_host_ed25519_key" || f.sshAddr != ":2222" || f.metricsAddr != "127.0.0.1:9112" || f.webhooksAddr != "" || f.datadir != "/data" {
 		t.Fatalf("flags %+v, code %d", f, code)
 	}
 	for _, c := range []struct {
