@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"os/user"
 	"path/filepath"
 	"reflect"
 	"runtime/debug"
@@ -356,7 +357,7 @@ func (d *Daemon) accounts(cfg *Config) (map[string]*account, error) {
 		}
 		a, err := lookupAccount(s.User)
 		if err != nil {
-			return nil, fmt.Errorf("service %q: %w", s.Name, err)
+			return nil, accountError(cfg, s, err)
 		}
 		if err := d.ensureHome(a); err != nil {
 			return nil, fmt.Errorf("service %q: %w", s.Name, err)
@@ -364,6 +365,17 @@ func (d *Daemon) accounts(cfg *Config) (map[string]*account, error) {
 		accounts[s.User] = a
 	}
 	return accounts, nil
+}
+
+// accountError says that s's user cannot be used, where the config names
+// it, and, for a user that does not exist, how to create one.
+func accountError(cfg *Config, s *Service, err error) error {
+	msg := err.Error()
+	var unknown user.UnknownUserError
+	if errors.As(err, &unknown) {
+		msg = fmt.Sprintf("user %s does not exist on this host; create it with: adduser --system --group %s", s.User, s.User)
+	}
+	return &configError{Path: cfg.Path, Line: s.Line, Service: fmt.Sprintf("service %q", s.Name), Msg: msg}
 }
 
 // ensureHome gives an account without a usable home one under <dir>/.home,

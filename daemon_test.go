@@ -492,7 +492,7 @@ func TestDaemonRefusesToStart(t *testing.T) {
 		{"dir is root", []string{"-c", config("root"), "-d", "/", "--docker", newCompose}, "--dir is /"},
 		{"old compose", []string{"-c", config("root"), "-d", t.TempDir(), "--docker", oldCompose}, "2.20.3"},
 		{"no compose v2", []string{"-c", config("root"), "-d", t.TempDir(), "--docker", noCompose}, "ompose"},
-		{"unknown user", []string{"-c", config("no-such-user-pgo"), "-d", t.TempDir(), "--docker", newCompose}, `service "web": user "no-such-user-pgo"`},
+		{"unknown user", []string{"-c", config("no-such-user-pgo"), "-d", t.TempDir(), "--docker", newCompose}, `pgo.toml:1: service "web": user no-such-user-pgo does not exist on this host; create it with: adduser --system --group no-such-user-pgo`},
 		{"invalid config", []string{"-c", filepath.Join(dir, "missing.toml"), "-d", t.TempDir(), "--docker", newCompose}, "missing.toml"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
