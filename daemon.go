@@ -16,6 +16,7 @@ import (
 	"reflect"
 	"runtime/debug"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,7 +95,7 @@ func parseDaemonFlags(args []string, stdout, stderr io.Writer) (*daemonFlags, in
 			fmt.Fprint(stdout, daemonUsage)
 			return nil, 0
 		}
-		fmt.Fprintf(stderr, "pgod: %v\n%s", err, daemonUsage)
+		fmt.Fprintf(stderr, "pgod: %v%s\n%s", err, durationHint(err), daemonUsage)
 		return nil, 2
 	}
 	if fs.NArg() > 0 {
@@ -119,6 +120,21 @@ func parseDaemonFlags(args []string, stdout, stderr io.Writer) (*daemonFlags, in
 		f.hostKey = filepath.Join(f.dir, ".pgo", "ssh_host_ed25519_key")
 	}
 	return f, -1
+}
+
+// durationHint adds to a flag error about a duration without a unit
+// ("-t 5") what the flag package leaves out: which unit to give.
+func durationHint(err error) string {
+	msg := err.Error()
+	_, value, ok := strings.Cut(msg, "invalid value \"")
+	if !ok || !strings.Contains(msg, "for flag -t:") && !strings.Contains(msg, "for flag -duration:") {
+		return ""
+	}
+	value, _, _ = strings.Cut(value, "\"")
+	if _, perr := strconv.Atoi(value); perr != nil {
+		return "; a duration is a number with a unit, such as 30s, 5m or 1h"
+	}
+	return fmt.Sprintf("; %q needs a unit: %ss, %sm or %sh", value, value, value, value)
 }
 
 // Daemon is pgod: the workers of all services and the listeners around them.
