@@ -562,8 +562,8 @@ func (d *Daemon) removeStale(ctx context.Context, cfg *Config) {
 }
 
 // remove brings a service's project down as root (its user may be gone too)
-// and deletes its checkout and state; the data directory is kept. The caller
-// holds the service's lock.
+// and deletes its checkout and state; the data directory is kept. It says
+// what it removed. The caller holds the service's lock.
 func (d *Daemon) remove(ctx context.Context, name string, unmountData bool) {
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
@@ -585,6 +585,8 @@ func (d *Daemon) remove(ctx context.Context, name string, unmountData bool) {
 		d.log.Error(fmt.Sprintf("[%s] compose down: %v: %s", name, err, lastLines(strings.TrimSpace(out.String()), 3)))
 		return
 	}
+	containers, networks := composeRemoved(out.String())
+	networks = append(networks, d.removeNetworks(ctx, name)...)
 	if unmountData {
 		if err := unmount(ctx, "umount", filepath.Join(d.flags.datadir, name)); err != nil {
 			d.log.Warn(fmt.Sprintf("[%s] unmount: %v", name, err))
@@ -599,7 +601,73 @@ func (d *Daemon) remove(ctx context.Context, name string, unmountData bool) {
 			d.log.Error(fmt.Sprintf("[%s] %v", name, err))
 		}
 	}
-	d.log.Info("[" + name + "] removed; its data directory stays")
+	d.log.Info(fmt.Sprintf("[%s] removed: %s; its data directory stays", name, describeRemoved(containers, networks)))
+}
+
+// composeRemoved reads from compose down's progress lines
+// (" Container web-1  Removed") the containers and networks it removed.
+func composeRemoved(out string) (containers, networks []string) {
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 || f[2] != "Removed" {
+			continue
+		}
+		switch f[0] {
+		case "Container":
+			containers = append(containers, f[1])
+		case "Network":
+			networks = append(networks, f[1])
+		}
+	}
+	return containers, networks
+}
+
+// removeNetworks removes the networks compose down left: down removes only
+// the networks the project file it is given declares, so one an earlier
+// commit declared, or one of a deploy that failed, would stay for good.
+// They carry the project's label, which only this service's project can
+// have. It returns the names it removed.
+func (d *Daemon) removeNetworks(ctx context.Context, name string) []string {
+	var a *account // root: the service's user may be gone
+	ls := a.engineCommand(ctx, a.baseEnv(), d.flags.docker, "network", "ls", "--filter", "label=com.docker.compose.project="+name, "--format", "{{.Name}}")
+	errOut := newTail(maxTail)
+	ls.Stderr = errOut
+	list, err := ls.Output()
+	if err != nil {
+		d.log.Warn(fmt.Sprintf("[%s] listing its networks: %v: %s", name, err, lastLines(strings.TrimSpace(errOut.String()), 3)))
+		return nil
+	}
+	var removed []string
+	for _, network := range strings.Fields(string(list)) {
+		rm := a.engineCommand(ctx, a.baseEnv(), d.flags.docker, "network", "rm", network)
+		if out, err := rm.CombinedOutput(); err != nil {
+			d.log.Warn(fmt.Sprintf("[%s] network %s stays: %v: %s", name, network, err, lastLines(strings.TrimSpace(string(out)), 3)))
+			continue
+		}
+		removed = append(removed, network)
+	}
+	return removed
+}
+
+// describeRemoved says what remove removed: "1 container (shop-web-1), 2 networks (shop_default, shop_old)".
+func describeRemoved(containers, networks []string) string {
+	if len(containers) == 0 && len(networks) == 0 {
+		return "no containers or networks were left"
+	}
+	var parts []string
+	for _, g := range []struct {
+		noun  string
+		names []string
+	}{{"container", containers}, {"network", networks}} {
+		switch len(g.names) {
+		case 0:
+		case 1:
+			parts = append(parts, fmt.Sprintf("1 %s (%s)", g.noun, g.names[0]))
+		default:
+			parts = append(parts, fmt.Sprintf("%d %ss (%s)", len(g.names), g.noun, strings.Join(g.names, ", ")))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // httpListener is one HTTP listener and what it serves.
