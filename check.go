@@ -17,13 +17,14 @@ import (
 	"syscall"
 )
 
-const checkUsage = `Usage: pgo check [-c FILE] [-s SERVICE] [--datadir DIR] [PATH]
+const checkUsage = `Usage: pgo check [-c FILE [--no-users]] [-s SERVICE] [--datadir DIR] [PATH]
 
 Checks offline what pgod would check.
 
-With -c and no PATH, checks the config as pgod would on this host, the
-users of its services included: prints one line per service (name, user,
-repository with credentials hidden, branch) or every error.
+With -c and no PATH, checks the config as pgod would on this host, that the
+users of its services exist included (--no-users leaves that out, for a config
+checked away from its host, as in CI): prints one line per service (name,
+user, repository with credentials hidden, branch) or every error.
 
 With a PATH (default "."), renders the compose project in PATH with
 "docker compose config", as pgod would, and checks it against the security
@@ -39,6 +40,7 @@ Flags:
   -c, --config FILE     pgo.toml to read
   -s, --service NAME    the service of the config to check PATH as; without -c,
                         the name to check it under
+      --no-users        with -c alone: do not look up the services' users here
       --datadir DIR     pgod's data directory; bind mounts may use DIR/NAME
                         (default /data)
   -h, --help            print this text
@@ -55,6 +57,7 @@ type checkFlags struct {
 	datadir    string
 	path       string
 	pathSet    bool // PATH was given; without it and with -c only the config is checked
+	noUsers    bool // --no-users: the config is checked away from its host
 	serviceSet bool // -s was given
 }
 
@@ -88,7 +91,7 @@ func check(args []string, stdout, stderr io.Writer, render renderFunc, lookup lo
 			return 1
 		}
 		if !f.pathSet && !f.serviceSet {
-			if missingUsers(cfg, lookup, stderr) {
+			if !f.noUsers && missingUsers(cfg, lookup, stderr) {
 				return 1
 			}
 			printServices(stdout, cfg)
@@ -113,6 +116,7 @@ func parseCheckFlags(args []string, stdout, stderr io.Writer) (*checkFlags, int)
 	fs.StringVar(&f.service, "s", "", "")
 	fs.StringVar(&f.service, "service", "", "")
 	fs.StringVar(&f.datadir, "datadir", "/data", "")
+	fs.BoolVar(&f.noUsers, "no-users", false, "")
 	paths, err := parseInterspersed(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {

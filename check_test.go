@@ -417,6 +417,9 @@ func TestCheckUsersOnHost(t *testing.T) {
 	if code != 1 || stdout != "" || stderr != want {
 		t.Errorf("exit %d, stdout %q, stderr %q; want 1 and %q", code, stdout, stderr, want)
 	}
+	if code, stdout, _ := checkOn(&fakeRender{}, onlyRoot, "-c", "testdata/config/full.toml", "--no-users"); code != 0 || !strings.Contains(stdout, "web web ") {
+		t.Errorf("--no-users: exit %d, stdout %q", code, stdout)
+	}
 	// Checking a project, as in a team's CI, does not need the host's users.
 	if code, _, stderr := checkOn(&fakeRender{}, onlyRoot, "-c", "testdata/config/full.toml", "-s", "web", t.TempDir()); code != 0 {
 		t.Errorf("project check with a missing user: exit %d, stderr %q", code, stderr)

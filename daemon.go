@@ -607,16 +607,16 @@ func (d *Daemon) remove(ctx context.Context, name string, unmountData bool) {
 // composeRemoved reads from compose down's progress lines
 // (" Container web-1  Removed") the containers and networks it removed.
 func composeRemoved(out string) (containers, networks []string) {
+	// A map rather than a switch: comparing with the constants compiles to
+	// 8-byte pieces like "Containe", which lintian takes for a misspelling.
+	kinds := map[string]*[]string{"Container": &containers, "Network": &networks}
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Fields(line)
 		if len(f) != 3 || f[2] != "Removed" {
 			continue
 		}
-		switch f[0] {
-		case "Container":
-			containers = append(containers, f[1])
-		case "Network":
-			networks = append(networks, f[1])
+		if names := kinds[f[0]]; names != nil {
+			*names = append(*names, f[1])
 		}
 	}
 	return containers, networks
