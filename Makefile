@@ -19,6 +19,8 @@ build: pgo
 pgo:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o pgo .
 
+# The demo asks sudo for root itself (or says how to be root without it);
+# make run PGO_DEMO_SSH_PORT=2223 PGO_DEMO_METRICS_PORT=9113 moves its ports.
 run: build
 	./scripts/run-demo
 

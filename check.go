@@ -2,24 +2,29 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 )
 
-const checkUsage = `Usage: pgo check [-c FILE] [-s SERVICE] [--datadir DIR] [PATH]
+const checkUsage = `Usage: pgo check [-c FILE [--no-users]] [-s SERVICE] [--datadir DIR] [PATH]
 
 Checks offline what pgod would check.
 
-With -c and no PATH, checks only the config: prints one line per service
-(name, user, repository with credentials hidden, branch) or every error.
+With -c and no PATH, checks the config as pgod would on this host, that the
+users of its services exist included (--no-users leaves that out, for a config
+checked away from its host, as in CI): prints one line per service (name,
+user, repository with credentials hidden, branch) or every error.
 
 With a PATH (default "."), renders the compose project in PATH with
 "docker compose config", as pgod would, and checks it against the security
@@ -35,6 +40,7 @@ Flags:
   -c, --config FILE     pgo.toml to read
   -s, --service NAME    the service of the config to check PATH as; without -c,
                         the name to check it under
+      --no-users        with -c alone: do not look up the services' users here
       --datadir DIR     pgod's data directory; bind mounts may use DIR/NAME
                         (default /data)
   -h, --help            print this text
@@ -51,19 +57,24 @@ type checkFlags struct {
 	datadir    string
 	path       string
 	pathSet    bool // PATH was given; without it and with -c only the config is checked
+	noUsers    bool // --no-users: the config is checked away from its host
 	serviceSet bool // -s was given
 }
 
 // renderFunc renders and validates one checkout; renderProject, or a fake in tests.
 type renderFunc func(context.Context, renderRequest) ([]byte, []violation, error)
 
+// lookupFunc looks up a service's user on this host; a fake in tests.
+type lookupFunc func(name string) (*account, error)
+
 // runCheck is "pgo check": offline validation of pgo.toml and a compose project.
 func runCheck(args []string, stdout, stderr io.Writer) int {
-	return check(args, stdout, stderr, renderProject)
+	return check(args, stdout, stderr, renderProject, lookupAccount)
 }
 
-// check is runCheck with the renderer passed in, so tests can run it without Docker.
-func check(args []string, stdout, stderr io.Writer, render renderFunc) int {
+// check is runCheck with the renderer and the user lookup passed in, so
+// tests can run it without Docker and without the users of their configs.
+func check(args []string, stdout, stderr io.Writer, render renderFunc, lookup lookupFunc) int {
 	f, code := parseCheckFlags(args, stdout, stderr)
 	if f == nil {
 		return code
@@ -80,6 +91,9 @@ func check(args []string, stdout, stderr io.Writer, render renderFunc) int {
 			return 1
 		}
 		if !f.pathSet && !f.serviceSet {
+			if !f.noUsers && missingUsers(cfg, lookup, stderr) {
+				return 1
+			}
 			printServices(stdout, cfg)
 			return 0
 		}
@@ -89,7 +103,7 @@ func check(args []string, stdout, stderr io.Writer, render renderFunc) int {
 		fmt.Fprintf(stderr, "pgo check: %v\n", err)
 		return 2
 	}
-	return checkProject(f, svc, otherServices(cfg, svc), trusted, stdout, stderr, render)
+	return checkProject(f, cfg, svc, trusted, stdout, stderr, render)
 }
 
 // parseCheckFlags parses the arguments; a nil result means exit with the code.
@@ -102,6 +116,7 @@ func parseCheckFlags(args []string, stdout, stderr io.Writer) (*checkFlags, int)
 	fs.StringVar(&f.service, "s", "", "")
 	fs.StringVar(&f.service, "service", "", "")
 	fs.StringVar(&f.datadir, "datadir", "/data", "")
+	fs.BoolVar(&f.noUsers, "no-users", false, "")
 	paths, err := parseInterspersed(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -150,6 +165,19 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 		positional = append(positional, rest[0])
 		args = rest[1:]
 	}
+}
+
+// missingUsers prints, for each service whose user pgod could not use on
+// this host, what is wrong and how to fix it; it reports whether there was any.
+func missingUsers(cfg *Config, lookup lookupFunc, stderr io.Writer) bool {
+	found := false
+	for _, s := range cfg.Services {
+		if _, err := lookup(s.User); err != nil {
+			fmt.Fprintln(stderr, accountError(cfg, s, err))
+			found = true
+		}
+	}
+	return found
 }
 
 // printServices prints one line per service: name, user, repository (credentials hidden), branch.
@@ -246,7 +274,7 @@ func otherServices(cfg *Config, svc *Service) []string {
 }
 
 // checkProject renders and validates PATH as the service and prints the violations.
-func checkProject(f *checkFlags, svc *Service, others []string, trusted bool, stdout, stderr io.Writer, render renderFunc) int {
+func checkProject(f *checkFlags, cfg *Config, svc *Service, trusted bool, stdout, stderr io.Writer, render renderFunc) int {
 	checkout, err := filepath.Abs(f.path)
 	if err == nil {
 		err = isDir(checkout)
@@ -260,13 +288,13 @@ func checkProject(f *checkFlags, svc *Service, others []string, trusted bool, st
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	secrets := svc.secrets()
-	_, violations, err := render(ctx, renderRequest{
+	project, violations, err := render(ctx, renderRequest{
 		Service:  svc,
 		Checkout: checkout,
 		DataDir:  filepath.Join(f.datadir, svc.Name),
 		Docker:   "docker",
 		Trusted:  trusted,
-		Others:   others,
+		Others:   otherServices(cfg, svc),
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "pgo check: service %q: %s\n", svc.Name, redact(err.Error(), secrets))
@@ -279,10 +307,41 @@ func checkProject(f *checkFlags, svc *Service, others []string, trusted bool, st
 	for _, v := range violations {
 		fmt.Fprintln(stdout, prefix+redact(v.String(), secrets))
 	}
-	if len(violations) > 0 && !trusted {
+	routes := deadRoutes(cfg, svc, project)
+	for _, r := range routes {
+		fmt.Fprintln(stdout, r)
+	}
+	switch {
+	case len(routes) > 0, len(violations) > 0 && !trusted:
 		return 1
+	case len(violations) == 0:
+		fmt.Fprintf(stdout, "%s: ok, service %q passes the policy\n", f.path, svc.Name)
 	}
 	return 0
+}
+
+// deadRoutes says which of svc's urls name a compose service the rendered
+// project does not have: Caddy would route them to nowhere.
+func deadRoutes(cfg *Config, svc *Service, project []byte) []string {
+	if len(svc.URLs) == 0 {
+		return nil
+	}
+	var p struct {
+		Services map[string]json.RawMessage `json:"services"`
+	}
+	if err := json.Unmarshal(project, &p); err != nil || p.Services == nil {
+		return nil // the policy has said what is wrong with it
+	}
+	var dead []string
+	for _, host := range slices.Sorted(maps.Keys(svc.URLs)) {
+		name, _, _ := strings.Cut(svc.URLs[host], ":")
+		if _, ok := p.Services[name]; !ok {
+			msg := fmt.Sprintf("urls: %s routes to compose service %q, which the project does not have; services: %s",
+				host, name, strings.Join(slices.Sorted(maps.Keys(p.Services)), ", "))
+			dead = append(dead, (&configError{Path: cfg.Path, Line: svc.Line, Service: fmt.Sprintf("service %q", svc.Name), Msg: msg}).Error())
+		}
+	}
+	return dead
 }
 
 func isDir(path string) error {

@@ -24,7 +24,7 @@ func runPgo(args ...string) (int, string, string) {
 }
 
 func TestCheckReferenceConfig(t *testing.T) {
-	code, stdout, stderr := runPgo("check", "-c", "testdata/config/reference.toml")
+	code, stdout, stderr := checkWith(&fakeRender{}, "-c", "testdata/config/reference.toml")
 	if code != 0 || stderr != "" {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
@@ -40,7 +40,7 @@ func TestCheckReferenceConfig(t *testing.T) {
 }
 
 func TestCheckEveryKeyConfig(t *testing.T) {
-	code, stdout, stderr := runPgo("check", "--config", "testdata/config/full.toml")
+	code, stdout, stderr := checkWith(&fakeRender{}, "--config", "testdata/config/full.toml")
 	if code != 0 || stderr != "" {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
@@ -157,6 +157,7 @@ func TestCheckFlags(t *testing.T) {
 
 // fakeRender records the request and answers with canned violations.
 type fakeRender struct {
+	project    string // the rendered project; default {}
 	req        renderRequest
 	calls      int
 	violations []violation
@@ -166,12 +167,20 @@ type fakeRender struct {
 func (f *fakeRender) render(_ context.Context, r renderRequest) ([]byte, []violation, error) {
 	f.req = r
 	f.calls++
-	return []byte("{}"), f.violations, f.err
+	if f.project == "" {
+		return []byte("{}"), f.violations, f.err
+	}
+	return []byte(f.project), f.violations, f.err
 }
 
+// checkWith runs pgo check with render on a host where every user exists.
 func checkWith(render *fakeRender, args ...string) (int, string, string) {
+	return checkOn(render, func(name string) (*account, error) { return &account{Name: name}, nil }, args...)
+}
+
+func checkOn(render *fakeRender, lookup lookupFunc, args ...string) (int, string, string) {
 	var stdout, stderr bytes.Buffer
-	code := check(args, &stdout, &stderr, render.render)
+	code := check(args, &stdout, &stderr, render.render, lookup)
 	return code, stdout.String(), stderr.String()
 }
 
@@ -226,8 +235,8 @@ func TestCheckProjectWithoutConfig(t *testing.T) {
 	}
 	f := &fakeRender{}
 	code, stdout, stderr := checkWith(f, checkout)
-	if code != 0 || stdout != "" || stderr != "" {
-		t.Errorf("exit %d, stdout %q, stderr %q; want 0 and silence", code, stdout, stderr)
+	if code != 0 || stdout != checkout+": ok, service \"my-project-git\" passes the policy\n" || stderr != "" {
+		t.Errorf("exit %d, stdout %q, stderr %q; want 0 and one line that says ok", code, stdout, stderr)
 	}
 	want := Service{Name: "my-project-git", User: me.Username, Branch: "main"}
 	if f.req.Service == nil || !reflectEqualService(*f.req.Service, want) || f.req.Trusted || f.req.DataDir != "/data/my-project-git" {
@@ -390,5 +399,44 @@ func pollUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestCheckUsersOnHost: checking the config alone, as on pgod's host, finds a
+// user that does not exist, says where and how to create it, and the
+// service lines are not printed.
+func TestCheckUsersOnHost(t *testing.T) {
+	onlyRoot := func(name string) (*account, error) {
+		if name == "root" {
+			return &account{Name: name}, nil
+		}
+		return nil, fmt.Errorf("user %q: %w", name, user.UnknownUserError(name))
+	}
+	code, stdout, stderr := checkOn(&fakeRender{}, onlyRoot, "-c", "testdata/config/full.toml")
+	want := "testdata/config/full.toml:11: service \"web\": user web does not exist on this host; create it with: adduser --system --group web\n"
+	if code != 1 || stdout != "" || stderr != want {
+		t.Errorf("exit %d, stdout %q, stderr %q; want 1 and %q", code, stdout, stderr, want)
+	}
+	if code, stdout, _ := checkOn(&fakeRender{}, onlyRoot, "-c", "testdata/config/full.toml", "--no-users"); code != 0 || !strings.Contains(stdout, "web web ") {
+		t.Errorf("--no-users: exit %d, stdout %q", code, stdout)
+	}
+	// Checking a project, as in a team's CI, does not need the host's users.
+	if code, _, stderr := checkOn(&fakeRender{}, onlyRoot, "-c", "testdata/config/full.toml", "-s", "web", t.TempDir()); code != 0 {
+		t.Errorf("project check with a missing user: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestCheckURLsNameServices: a url routed to a compose service the project
+// does not have is an error with the config's file and line.
+func TestCheckURLsNameServices(t *testing.T) {
+	f := &fakeRender{project: `{"services":{"frontend":{},"db":{}}}`}
+	code, stdout, _ := checkWith(f, "-c", "testdata/config/full.toml", "-s", "web", t.TempDir())
+	want := "testdata/config/full.toml:11: service \"web\": urls: api.example.org routes to compose service \"api\", which the project does not have; services: db, frontend\n"
+	if code != 1 || stdout != want {
+		t.Errorf("exit %d, stdout %q; want 1 and %q", code, stdout, want)
+	}
+	f.project = `{"services":{"frontend":{},"api":{}}}`
+	if code, stdout, _ := checkWith(f, "-c", "testdata/config/full.toml", "-s", "web", t.TempDir()); code != 0 || !strings.HasSuffix(stdout, ": ok, service \"web\" passes the policy\n") {
+		t.Errorf("every url's service exists: exit %d, stdout %q", code, stdout)
 	}
 }

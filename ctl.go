@@ -162,10 +162,23 @@ func parseClientKey(data []byte, source string) (ssh.Signer, error) {
 	case errors.As(err, &missing):
 		return nil, fmt.Errorf("key %s is encrypted with a passphrase; pgoctl needs a key without one "+
 			"(make one for pgo with: ssh-keygen -t ed25519 -N '' -f ~/.ssh/id_pgo)", source)
+	case err != nil && isPublicKey(data):
+		private := strings.TrimSuffix(source, ".pub")
+		if private == source {
+			private = "the file without .pub"
+		}
+		return nil, fmt.Errorf("key %s is a public key; give the private one (%s) to -i", source, private)
 	case err != nil:
 		return nil, fmt.Errorf("key %s: %v", source, err)
 	}
 	return signer, nil
+}
+
+// isPublicKey reports whether data is an OpenSSH public key line, which
+// people give to -i because ssh-keygen printed its name last.
+func isPublicKey(data []byte) bool {
+	_, _, _, _, err := ssh.ParseAuthorizedKey(data)
+	return err == nil
 }
 
 // session connects, runs command and returns the remote exit status.

@@ -11,10 +11,12 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"os/user"
 	"path/filepath"
 	"reflect"
 	"runtime/debug"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,7 +37,11 @@ Flags:
     -d, --dir DIR          checkouts and state (default /var/lib/pgo)
         --datadir DIR      per-service data directories (default /data)
     -s, --ssh ADDR         SSH control plane address (default :2222)
-    -m, --metrics ADDR     metrics, health and webhook address (default :9112)
+    -m, --metrics ADDR     /metrics and /healthz address (default 127.0.0.1:9112);
+                           metrics name every service, branch and commit
+        --webhooks ADDR    /hook/NAME address, the one the forge reaches, such
+                           as :9113 (default: none, webhooks are off); the same
+                           ADDR as --metrics serves all three on one listener
     -t, --duration D       poll interval per service (default 5m)
         --max-parallel N   compose pulls and ups at once across services (default 4)
         --hostkey FILE     SSH host key (default <dir>/.pgo/ssh_host_ed25519_key)
@@ -50,6 +56,7 @@ Flags:
 type daemonFlags struct {
 	config, dir, datadir string
 	sshAddr, metricsAddr string
+	webhooksAddr         string
 	hostKey, docker      string
 	mountCmd             string
 	duration             time.Duration
@@ -71,7 +78,8 @@ func parseDaemonFlags(args []string, stdout, stderr io.Writer) (*daemonFlags, in
 	both(&f.config, "c", "config", "/etc/pgo.toml")
 	both(&f.dir, "d", "dir", "/var/lib/pgo")
 	both(&f.sshAddr, "s", "ssh", ":2222")
-	both(&f.metricsAddr, "m", "metrics", ":9112")
+	both(&f.metricsAddr, "m", "metrics", "127.0.0.1:9112")
+	fs.StringVar(&f.webhooksAddr, "webhooks", "", "")
 	fs.StringVar(&f.datadir, "datadir", "/data", "")
 	fs.StringVar(&f.hostKey, "hostkey", "", "")
 	fs.StringVar(&f.docker, "docker", "docker", "")
@@ -87,7 +95,7 @@ func parseDaemonFlags(args []string, stdout, stderr io.Writer) (*daemonFlags, in
 			fmt.Fprint(stdout, daemonUsage)
 			return nil, 0
 		}
-		fmt.Fprintf(stderr, "pgod: %v\n%s", err, daemonUsage)
+		fmt.Fprintf(stderr, "pgod: %v%s\n%s", err, durationHint(err), daemonUsage)
 		return nil, 2
 	}
 	if fs.NArg() > 0 {
@@ -114,6 +122,21 @@ func parseDaemonFlags(args []string, stdout, stderr io.Writer) (*daemonFlags, in
 	return f, -1
 }
 
+// durationHint adds to a flag error about a duration without a unit
+// ("-t 5") what the flag package leaves out: which unit to give.
+func durationHint(err error) string {
+	msg := err.Error()
+	_, value, ok := strings.Cut(msg, "invalid value \"")
+	if !ok || !strings.Contains(msg, "for flag -t:") && !strings.Contains(msg, "for flag -duration:") {
+		return ""
+	}
+	value, _, _ = strings.Cut(value, "\"")
+	if _, perr := strconv.Atoi(value); perr != nil {
+		return "; a duration is a number with a unit, such as 30s, 5m or 1h"
+	}
+	return fmt.Sprintf("; %q needs a unit: %ss, %sm or %sh", value, value, value, value)
+}
+
 // Daemon is pgod: the workers of all services and the listeners around them.
 type Daemon struct {
 	flags   *daemonFlags
@@ -127,8 +150,9 @@ type Daemon struct {
 	workers map[string]*worker
 	locks   map[string]*serviceLock // by service name, kept across reloads
 
-	caddy    *trigger  // asks the Caddy loop to write the snippets and reload
-	notifier *notifier // tells people what happened (notify.go)
+	caddy    *trigger    // asks the Caddy loop to write the snippets and reload
+	notifier *notifier   // tells people what happened (notify.go)
+	audit    *auditTrail // config reloads, for the journal and the metrics
 }
 
 // runDaemon is pgod's main.
@@ -148,6 +172,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	}
 	d.metrics = newMetrics(d.statuses)
 	d.notifier = newNotifier(d.log, d.metrics)
+	d.audit = newAuditTrail(d.log, d.metrics)
 	// pgod's heap is small and steady; collecting at half the default growth
 	// keeps its resident size down on a host with hundreds of services.
 	debug.SetGCPercent(50)
@@ -204,12 +229,13 @@ func (d *Daemon) start() error {
 	if err != nil {
 		return fmt.Errorf("ssh: %w", err)
 	}
-	httpLn, err := net.Listen("tcp", d.flags.metricsAddr)
+	listeners, err := d.listenHTTP()
 	if err != nil {
-		return fmt.Errorf("metrics: %w", err)
+		return err
 	}
-	d.log.Info(fmt.Sprintf("pgod %s starting: compose %s, %d services, ssh on %s, metrics on %s",
-		version, v, len(cfg.Services), sshLn.Addr(), httpLn.Addr()))
+	d.log.Info(fmt.Sprintf("pgod %s starting: compose %s, %d services, ssh on %s, %s",
+		version, v, len(cfg.Services), sshLn.Addr(), describeListeners(listeners)))
+	d.warnWebhooksOff(cfg)
 
 	srv := newSSHServer(d, hostKey, d.log, d.metrics)
 	var listenerDied atomic.Bool
@@ -220,24 +246,26 @@ func (d *Daemon) start() error {
 			cancel()
 		}
 	}()
-	httpSrv := &http.Server{
-		Handler:           d.httpHandler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-	}
-	go func() {
-		// A listener that dies takes metrics, health and webhooks with it:
-		// pgod stops and says why, and systemd starts it again. The
-		// services' containers keep running meanwhile.
-		if err := httpSrv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) && ctx.Err() == nil {
-			d.log.Error("metrics, health and webhook listener stopped: " + err.Error())
-			listenerDied.Store(true)
+	for _, l := range listeners {
+		httpSrv := &http.Server{
+			Handler:           l.handler,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			MaxHeaderBytes:    64 << 10,
 		}
-		cancel()
-	}()
-	defer httpSrv.Close()
+		go func() {
+			// A listener that dies takes what it serves with it: pgod
+			// stops and says why, and systemd starts it again. The
+			// services' containers keep running meanwhile.
+			if err := httpSrv.Serve(l.ln); !errors.Is(err, http.ErrServerClosed) && ctx.Err() == nil {
+				d.log.Error(l.serves + " listener stopped: " + err.Error())
+				listenerDied.Store(true)
+			}
+			cancel()
+		}()
+		defer httpSrv.Close()
+	}
 	go d.caddyLoop(ctx)
 
 	d.removeStale(ctx, cfg)
@@ -300,11 +328,40 @@ func (d *Daemon) reload(ctx context.Context) {
 	if err == nil {
 		var accounts map[string]*account
 		if accounts, err = d.accounts(cfg); err == nil {
+			changes := d.changes(cfg)
 			d.apply(ctx, cfg, accounts)
+			d.audit.reload(changes)
+			d.warnWebhooksOff(cfg)
 			return
 		}
 	}
 	d.log.Error("config not reloaded, the running one stays: " + err.Error())
+	d.audit.reload(reloadResult{err: err})
+}
+
+// changes counts the services cfg adds, removes and changes against the running config.
+func (d *Daemon) changes(cfg *Config) reloadResult {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var r reloadResult
+	running := map[string]*Service{}
+	if d.cfg != nil {
+		for _, s := range d.cfg.Services {
+			running[s.Name] = s
+		}
+	}
+	for _, s := range cfg.Services {
+		old, ok := running[s.Name]
+		switch {
+		case !ok:
+			r.added++
+		case !sameService(old, s):
+			r.changed++
+		}
+		delete(running, s.Name)
+	}
+	r.removed = len(running)
+	return r
 }
 
 // accounts looks up every service's user; pgod refuses a config naming a user that does not exist.
@@ -316,7 +373,7 @@ func (d *Daemon) accounts(cfg *Config) (map[string]*account, error) {
 		}
 		a, err := lookupAccount(s.User)
 		if err != nil {
-			return nil, fmt.Errorf("service %q: %w", s.Name, err)
+			return nil, accountError(cfg, s, err)
 		}
 		if err := d.ensureHome(a); err != nil {
 			return nil, fmt.Errorf("service %q: %w", s.Name, err)
@@ -324,6 +381,17 @@ func (d *Daemon) accounts(cfg *Config) (map[string]*account, error) {
 		accounts[s.User] = a
 	}
 	return accounts, nil
+}
+
+// accountError says that s's user cannot be used, where the config names
+// it, and, for a user that does not exist, how to create one.
+func accountError(cfg *Config, s *Service, err error) error {
+	msg := err.Error()
+	var unknown user.UnknownUserError
+	if errors.As(err, &unknown) {
+		msg = fmt.Sprintf("user %s does not exist on this host; create it with: adduser --system --group %s", s.User, s.User)
+	}
+	return &configError{Path: cfg.Path, Line: s.Line, Service: fmt.Sprintf("service %q", s.Name), Msg: msg}
 }
 
 // ensureHome gives an account without a usable home one under <dir>/.home,
@@ -494,8 +562,8 @@ func (d *Daemon) removeStale(ctx context.Context, cfg *Config) {
 }
 
 // remove brings a service's project down as root (its user may be gone too)
-// and deletes its checkout and state; the data directory is kept. The caller
-// holds the service's lock.
+// and deletes its checkout and state; the data directory is kept. It says
+// what it removed. The caller holds the service's lock.
 func (d *Daemon) remove(ctx context.Context, name string, unmountData bool) {
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
@@ -517,6 +585,8 @@ func (d *Daemon) remove(ctx context.Context, name string, unmountData bool) {
 		d.log.Error(fmt.Sprintf("[%s] compose down: %v: %s", name, err, lastLines(strings.TrimSpace(out.String()), 3)))
 		return
 	}
+	containers, networks := composeRemoved(out.String())
+	networks = append(networks, d.removeNetworks(ctx, name)...)
 	if unmountData {
 		if err := unmount(ctx, "umount", filepath.Join(d.flags.datadir, name)); err != nil {
 			d.log.Warn(fmt.Sprintf("[%s] unmount: %v", name, err))
@@ -531,18 +601,154 @@ func (d *Daemon) remove(ctx context.Context, name string, unmountData bool) {
 			d.log.Error(fmt.Sprintf("[%s] %v", name, err))
 		}
 	}
-	d.log.Info("[" + name + "] removed; its data directory stays")
+	d.log.Info(fmt.Sprintf("[%s] removed: %s; its data directory stays", name, describeRemoved(containers, networks)))
 }
 
-// httpHandler serves metrics, health and webhooks on one listener.
-func (d *Daemon) httpHandler() http.Handler {
+// composeRemoved reads from compose down's progress lines
+// (" Container web-1  Removed") the containers and networks it removed.
+func composeRemoved(out string) (containers, networks []string) {
+	// A map rather than a switch: comparing with the constants compiles to
+	// 8-byte pieces like "Containe", which lintian takes for a misspelling.
+	kinds := map[string]*[]string{"Container": &containers, "Network": &networks}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 || f[2] != "Removed" {
+			continue
+		}
+		if names := kinds[f[0]]; names != nil {
+			*names = append(*names, f[1])
+		}
+	}
+	return containers, networks
+}
+
+// removeNetworks removes the networks compose down left: down removes only
+// the networks the project file it is given declares, so one an earlier
+// commit declared, or one of a deploy that failed, would stay for good.
+// They carry the project's label, which only this service's project can
+// have. It returns the names it removed.
+func (d *Daemon) removeNetworks(ctx context.Context, name string) []string {
+	var a *account // root: the service's user may be gone
+	ls := a.engineCommand(ctx, a.baseEnv(), d.flags.docker, "network", "ls", "--filter", "label=com.docker.compose.project="+name, "--format", "{{.Name}}")
+	errOut := newTail(maxTail)
+	ls.Stderr = errOut
+	list, err := ls.Output()
+	if err != nil {
+		d.log.Warn(fmt.Sprintf("[%s] listing its networks: %v: %s", name, err, lastLines(strings.TrimSpace(errOut.String()), 3)))
+		return nil
+	}
+	var removed []string
+	for _, network := range strings.Fields(string(list)) {
+		rm := a.engineCommand(ctx, a.baseEnv(), d.flags.docker, "network", "rm", network)
+		if out, err := rm.CombinedOutput(); err != nil {
+			d.log.Warn(fmt.Sprintf("[%s] network %s stays: %v: %s", name, network, err, lastLines(strings.TrimSpace(string(out)), 3)))
+			continue
+		}
+		removed = append(removed, network)
+	}
+	return removed
+}
+
+// describeRemoved says what remove removed: "1 container (shop-web-1), 2 networks (shop_default, shop_old)".
+func describeRemoved(containers, networks []string) string {
+	if len(containers) == 0 && len(networks) == 0 {
+		return "no containers or networks were left"
+	}
+	var parts []string
+	for _, g := range []struct {
+		noun  string
+		names []string
+	}{{"container", containers}, {"network", networks}} {
+		switch len(g.names) {
+		case 0:
+		case 1:
+			parts = append(parts, fmt.Sprintf("1 %s (%s)", g.noun, g.names[0]))
+		default:
+			parts = append(parts, fmt.Sprintf("%d %ss (%s)", len(g.names), g.noun, strings.Join(g.names, ", ")))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// httpListener is one HTTP listener and what it serves.
+type httpListener struct {
+	ln      net.Listener
+	serves  string // "metrics and health", "webhooks", or both, for messages
+	handler http.Handler
+}
+
+// listenHTTP opens the metrics listener and, when --webhooks is set, the
+// webhook one: metrics name every service, branch and commit, so they stay
+// on loopback by default, while webhooks face the forge. One address given
+// to both serves both on one listener.
+func (d *Daemon) listenHTTP() ([]httpListener, error) {
+	m, h := d.flags.metricsAddr, d.flags.webhooksAddr
+	if h == m {
+		ln, err := net.Listen("tcp", m)
+		if err != nil {
+			return nil, fmt.Errorf("metrics and webhooks: %w", err)
+		}
+		return []httpListener{{ln, "metrics, health and webhooks", d.httpHandler(true, true)}}, nil
+	}
+	ln, err := net.Listen("tcp", m)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	listeners := []httpListener{{ln, "metrics and health", d.httpHandler(true, false)}}
+	if h != "" {
+		hl, err := net.Listen("tcp", h)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("webhooks: %w", err)
+		}
+		listeners = append(listeners, httpListener{hl, "webhooks", d.httpHandler(false, true)})
+	}
+	return listeners, nil
+}
+
+// describeListeners says where each listener is, for the start line.
+func describeListeners(ls []httpListener) string {
+	var parts []string
+	for _, l := range ls {
+		parts = append(parts, l.serves+" on "+l.ln.Addr().String())
+	}
+	if len(ls) == 1 && ls[0].serves == "metrics and health" {
+		parts = append(parts, "webhooks off")
+	}
+	return strings.Join(parts, ", ")
+}
+
+// warnWebhooksOff says when services have a webhook secret that no
+// listener serves: their pushes then wait for the next poll.
+func (d *Daemon) warnWebhooksOff(cfg *Config) {
+	if d.flags.webhooksAddr != "" {
+		return
+	}
+	var names []string
+	for _, s := range cfg.Services {
+		if s.WebhookSecret != "" {
+			names = append(names, s.Name)
+		}
+	}
+	if len(names) > 0 {
+		d.log.Warn(fmt.Sprintf("webhooks are off but %s set webhook_secret; start pgod with --webhooks ADDR (such as :9113) to serve /hook/NAME",
+			strings.Join(names, ", ")))
+	}
+}
+
+// httpHandler serves metrics and health, webhooks, or both.
+func (d *Daemon) httpHandler(metrics, webhooks bool) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", d.metrics)
-	mux.Handle("/healthz", d.health)
-	hooks := webhookHandler(d.hookTarget)
-	hooks.count = d.metrics.webhook
-	hooks.log = d.log
-	mux.Handle("/hook/", hooks)
+	if metrics {
+		mux.Handle("/metrics", d.metrics)
+		mux.Handle("/healthz", d.health)
+	}
+	if webhooks {
+		hooks := webhookHandler(d.hookTarget)
+		hooks.count = d.metrics.webhook
+		hooks.log = d.log
+		mux.Handle("/hook/", hooks)
+	}
 	return mux
 }
 

@@ -492,7 +492,7 @@ func TestDaemonRefusesToStart(t *testing.T) {
 		{"dir is root", []string{"-c", config("root"), "-d", "/", "--docker", newCompose}, "--dir is /"},
 		{"old compose", []string{"-c", config("root"), "-d", t.TempDir(), "--docker", oldCompose}, "2.20.3"},
 		{"no compose v2", []string{"-c", config("root"), "-d", t.TempDir(), "--docker", noCompose}, "ompose"},
-		{"unknown user", []string{"-c", config("no-such-user-pgo"), "-d", t.TempDir(), "--docker", newCompose}, `service "web": user "no-such-user-pgo"`},
+		{"unknown user", []string{"-c", config("no-such-user-pgo"), "-d", t.TempDir(), "--docker", newCompose}, `pgo.toml:1: service "web": user no-such-user-pgo does not exist on this host; create it with: adduser --system --group no-such-user-pgo`},
 		{"invalid config", []string{"-c", filepath.Join(dir, "missing.toml"), "-d", t.TempDir(), "--docker", newCompose}, "missing.toml"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -509,7 +509,7 @@ func TestDaemonFlags(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	f, code := parseDaemonFlags([]string{"--config", "/x.toml", "-d", "/srv/pgo/", "-t", "30s", "--max-parallel", "8"}, &stdout, &stderr)
 	if code >= 0 || f.config != "/x.toml" || f.dir != "/srv/pgo" || f.duration != 30*time.Second || f.maxParallel != 8 ||
-		f.hostKey != "/srv/pgo/.pgo/ssh_host_ed25519_key" || f.sshAddr != ":2222" || f.metricsAddr != ":9112" || f.datadir != "/data" {
+		f.hostKey != "/srv/pgo/.pgo/ssh_host_ed25519_key" || f.sshAddr != ":2222" || f.metricsAddr != "127.0.0.1:9112" || f.webhooksAddr != "" || f.datadir != "/data" {
 		t.Fatalf("flags %+v, code %d", f, code)
 	}
 	for _, c := range []struct {

@@ -27,7 +27,7 @@ func TestE2EWebhookBurst(t *testing.T) {
 	next := up.commit(t, map[string]string{"compose.yaml": webCompose("after")})
 	pushed := time.Now()
 	body := `{"ref":"refs/heads/main","after":"` + next + `"}`
-	postGitHubHooks(t, http.DefaultClient, "http://"+d.metric+"/hook/"+name, secret, []byte(body), 50)
+	postGitHubHooks(t, http.DefaultClient, "http://"+d.hooks+"/hook/"+name, secret, []byte(body), 50)
 	pageIs(t, name, "after", 60*time.Second)
 	t.Logf("push to serving the new page via webhook: %s", time.Since(pushed).Round(time.Millisecond))
 	d.logShows(t, "deployed "+short(next), 10*time.Second)
@@ -39,7 +39,7 @@ func TestE2EWebhookBurst(t *testing.T) {
 	}
 
 	// A wrong signature is refused like an unknown service.
-	req, _ := http.NewRequest("POST", "http://"+d.metric+"/hook/"+name, strings.NewReader(body))
+	req, _ := http.NewRequest("POST", "http://"+d.hooks+"/hook/"+name, strings.NewReader(body))
 	req.Header.Set("X-Hub-Signature-256", "sha256=00")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

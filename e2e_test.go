@@ -221,6 +221,7 @@ type daemonProc struct {
 	dir, datadir    string
 	config          string
 	sshAddr, metric string
+	hooks           string // the --webhooks address
 	mu              sync.Mutex
 	log             bytes.Buffer
 }
@@ -254,6 +255,7 @@ func startDaemon(t *testing.T, cfg string, extra ...string) *daemonProc {
 		config:  filepath.Join(root, "pgo.toml"),
 		sshAddr: freePort(t),
 		metric:  freePort(t),
+		hooks:   freePort(t),
 	}
 	if err := os.WriteFile(d.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -293,7 +295,7 @@ func unmountUnder(t *testing.T, dir string) {
 func (d *daemonProc) start(t *testing.T, extra ...string) {
 	t.Helper()
 	args := []string{"daemon", "-c", d.config, "-d", d.dir, "--datadir", d.datadir,
-		"-s", d.sshAddr, "-m", d.metric, "-t", "2s", "--debug"}
+		"-s", d.sshAddr, "-m", d.metric, "--webhooks", d.hooks, "-t", "2s", "--debug"}
 	args = append(args, extra...)
 	d.cmd = exec.Command(pgoBinary(t), args...)
 	d.cmd.Env = append(os.Environ(), "PGOD_TEST_SECRET_IN_ENV=must-not-leak")

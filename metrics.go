@@ -36,6 +36,7 @@ type metrics struct {
 	webhooks      map[resultKey]uint64
 	notifications map[endpointKey]uint64
 	endpoints     []string // notify endpoints now configured, exported at zero until counted
+	audit         auditCounts
 }
 
 type commandKey struct{ service, cmd, subcmd string }
@@ -254,7 +255,8 @@ func (m *metrics) families() []*family {
 		}
 	}
 
-	return []*family{build, cmds, cmdErrs, info, lastSync, deployed, stopped, deploys, rejections, violations, running, desired, sessions, hooks, notifications}
+	return append([]*family{build, cmds, cmdErrs, info, lastSync, deployed, stopped, deploys, rejections, violations, running, desired, sessions, hooks, notifications},
+		m.auditFamilies()...)
 }
 
 func unixSeconds(t time.Time) float64 { return float64(t.UnixMilli()) / 1000 }
@@ -320,3 +322,66 @@ func escapeLabelValue(s string) string { return labelEscaper.Replace(s) }
 
 // escapeHelp escapes backslash and newline in a HELP text.
 func escapeHelp(s string) string { return helpEscaper.Replace(s) }
+
+// The audit trail's counts (audit.go): ops by service, op and result,
+// refusals by reason, config reloads by result.
+
+type auditCounts struct {
+	ops      map[opKey]uint64
+	refusals map[string]uint64 // reason -> count
+	reloads  map[string]uint64 // "ok" or "error" -> count
+}
+
+type opKey struct{ service, op, result string }
+
+// sshOp counts one op an authorized key asked for. service is a configured
+// service, op a known op name or "" (a command that did not parse).
+func (m *metrics) sshOp(service, op, result string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.audit.ops == nil {
+		m.audit.ops = map[opKey]uint64{}
+	}
+	m.audit.ops[opKey{service, op, result}]++
+}
+
+// sshRefused counts one refused attempt; reason is one of the audit trail's fixed phrases.
+func (m *metrics) sshRefused(reason string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.audit.refusals == nil {
+		m.audit.refusals = map[string]uint64{}
+	}
+	m.audit.refusals[reason]++
+}
+
+// configReload counts one config reload.
+func (m *metrics) configReload(ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.audit.reloads == nil {
+		m.audit.reloads = map[string]uint64{}
+	}
+	result := "ok"
+	if !ok {
+		result = "error"
+	}
+	m.audit.reloads[result]++
+}
+
+// auditFamilies snapshots the audit counts; the caller holds m.mu.
+func (m *metrics) auditFamilies() []*family {
+	ops := newFamily("pgo_ssh_ops_total", "counter", "SSH ops authorized keys asked for, by service, op and result.")
+	for k, n := range m.audit.ops {
+		ops.add(float64(n), "service", k.service, "op", k.op, "result", k.result)
+	}
+	refused := newFamily("pgo_ssh_refused_total", "counter", "SSH attempts refused, by reason.")
+	for reason, n := range m.audit.refusals {
+		refused.add(float64(n), "reason", reason)
+	}
+	reloads := newFamily("pgo_config_reloads_total", "counter", "Config reloads by result: ok, or error (the running config stays).")
+	for _, result := range []string{"ok", "error"} {
+		reloads.add(float64(m.audit.reloads[result]), "result", result)
+	}
+	return []*family{ops, refused, reloads}
+}

@@ -29,6 +29,7 @@ type sshServer struct {
 	metrics  *metrics
 	hostname string // for ping
 	limits   sshLimits
+	audit    *auditTrail
 }
 
 // sshLimits keep one client, or many that never finish a handshake, from
@@ -102,7 +103,8 @@ func newSSHServer(ctl controller, hostKey ssh.Signer, log *slog.Logger, m *metri
 	if err != nil {
 		hostname = "unknown"
 	}
-	return &sshServer{ctl: ctl, hostKey: hostKey, log: log, metrics: m, hostname: hostname, limits: defaultSSHLimits}
+	return &sshServer{ctl: ctl, hostKey: hostKey, log: log, metrics: m, hostname: hostname, limits: defaultSSHLimits,
+		audit: newAuditTrail(log, m)}
 }
 
 // config is the x/crypto/ssh server configuration: a key gets in only if
@@ -114,7 +116,8 @@ func (s *sshServer) config() *ssh.ServerConfig {
 		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
 			where, ok := s.ctl.knownKey(key, meta.RemoteAddr())
 			if !ok {
-				return nil, errors.New("key not listed by any service for this address")
+				s.audit.refused(ssh.FingerprintSHA256(key), "", "", refusedUnknownKey, meta.RemoteAddr().String(), sourceOf(meta.RemoteAddr()))
+				return nil, errors.New(refusedUnknownKey)
 			}
 			s.log.Debug("ssh key accepted", "remote", meta.RemoteAddr().String(), "key", ssh.FingerprintSHA256(key), "listed_in", where)
 			return &ssh.Permissions{Extensions: map[string]string{
@@ -789,12 +792,16 @@ func (s *sshServer) runSession(ctx context.Context, conn *ssh.ServerConn, ch ssh
 	if svc != nil || (req.service != "" && s.ctl.lookup(req.service) != nil) {
 		name = req.service
 	}
-	keyFile := ""
-	if listed != nil {
-		keyFile = listed.source
+	if result == "unauthorized" {
+		s.audit.refused(fingerprint, name, req.op, refusedForService, conn.RemoteAddr().String(), sourceOf(conn.RemoteAddr()))
+	} else {
+		keyFile := ""
+		if listed != nil {
+			keyFile = listed.source
+		}
+		s.audit.op(sshOp{key: fingerprint, keyFile: keyFile, service: name, op: req.op, args: req.args,
+			exit: status, result: result, duration: time.Since(start), from: conn.RemoteAddr().String()})
 	}
-	s.log.Info("ssh op", "service", name, "key", fingerprint, "key_file", keyFile, "remote", conn.RemoteAddr().String(),
-		"op", req.op, "status", status, "duration", time.Since(start).Round(time.Millisecond))
 	if s.metrics != nil {
 		s.metrics.sshSession(name, result)
 	}

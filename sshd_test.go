@@ -34,9 +34,15 @@ type testServer struct {
 // startSSH serves ctl on a loopback port until the test ends; tune may change limits first.
 func startSSH(t *testing.T, ctl controller, tune func(*sshLimits)) *testServer {
 	t.Helper()
-	hostKey := newTestKey(t)
 	logs := &syncBuffer{}
-	srv := newSSHServer(ctl, hostKey, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), nil)
+	return startSSHWith(t, ctl, tune, logs, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), nil)
+}
+
+// startSSHWith is startSSH with the server's logger (writing to logs) and metrics.
+func startSSHWith(t *testing.T, ctl controller, tune func(*sshLimits), logs *syncBuffer, log *slog.Logger, m *metrics) *testServer {
+	t.Helper()
+	hostKey := newTestKey(t)
+	srv := newSSHServer(ctl, hostKey, log, m)
 	if tune != nil {
 		tune(&srv.limits)
 	}
@@ -225,7 +231,7 @@ func TestSSHExecOutputAndExitCode(t *testing.T) {
 		t.Errorf("got stdout %q, stderr %q, status %d; want \"out\\n\", \"err\\n\", 3", stdout, stderr, status)
 	}
 	logs := ts.logs.String()
-	for _, want := range []string{"service=web", "key=" + ssh.FingerprintSHA256(key.PublicKey()), "remote=127.0.0.1:", "op=exec", "status=3", "duration="} {
+	for _, want := range []string{"service=web", "key=" + ssh.FingerprintSHA256(key.PublicKey()), "from=127.0.0.1:", "op=exec", "exit=3", "duration="} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %q:\n%s", want, logs)
 		}

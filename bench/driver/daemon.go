@@ -47,7 +47,7 @@ func (b *bench) startDaemon(run string) (*daemon, error) {
 	d := &daemon{dir: filepath.Join(root, "dir"), sshAddr: freeAddr(), metrics: freeAddr(), calls: calls, exited: make(chan struct{})}
 	args := []string{
 		"-c", b.config, "-d", d.dir, "--datadir", filepath.Join(root, "data"),
-		"-s", d.sshAddr, "-m", d.metrics, "-t", b.o.interval.String(), "--docker", b.o.docker,
+		"-s", d.sshAddr, "-m", d.metrics, "--webhooks", d.metrics, "-t", b.o.interval.String(), "--docker", b.o.docker,
 	}
 	if b.o.maxParallel > 0 {
 		args = append(args, "--max-parallel", strconv.Itoa(b.o.maxParallel))
