@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -250,7 +251,7 @@ func (s *composeSource) decodeDocuments(data []byte) ([]*yaml.Node, *violation) 
 			return docs, nil
 		}
 		if err != nil {
-			return nil, &violation{File: s.rel, Line: yamlErrorLine(err), Msg: fmt.Sprintf("invalid YAML: %s", yamlErrorText(err))}
+			return nil, &violation{File: s.rel, Line: yamlProblemLine(data, err), Msg: fmt.Sprintf("invalid YAML: %s", yamlErrorText(err))}
 		}
 		docs = append(docs, &doc)
 	}
@@ -262,6 +263,27 @@ func (s *composeSource) bomb() violation {
 }
 
 var yamlLineRE = regexp.MustCompile(`line (\d+)`)
+
+// yamlProblemLine finds the line of a YAML syntax error. yaml.v3 reports the
+// start of the enclosing block (0-based, for parser errors) rather than the
+// problem, so the line is found as the shortest prefix of the file that
+// fails with the same message; the error's own line is the fallback.
+func yamlProblemLine(data []byte, err error) int {
+	lines := strings.SplitAfter(string(data), "\n")
+	_, msg, found := strings.Cut(yamlErrorText(err), ": ") // drop "line N: "
+	if !found || len(lines) > 100000 {
+		return yamlErrorLine(err)
+	}
+	n := sort.Search(len(lines), func(k int) bool {
+		var node yaml.Node
+		e := yaml.Unmarshal([]byte(strings.Join(lines[:k+1], "")), &node)
+		return e != nil && strings.HasSuffix(e.Error(), msg)
+	})
+	if n == len(lines) {
+		return yamlErrorLine(err)
+	}
+	return n + 1
+}
 
 func yamlErrorLine(err error) int {
 	m := yamlLineRE.FindStringSubmatch(err.Error())

@@ -326,3 +326,20 @@ func TestPrecheckLinkedFiles(t *testing.T) {
 		t.Fatalf("precheck with a linked .env = %v, %v", src.violations, err)
 	}
 }
+
+// A YAML syntax error is reported at its own line, not at the start of the
+// block around it (as yaml.v3 says, one too low).
+func TestPrecheckYAMLErrorLine(t *testing.T) {
+	dir := t.TempDir()
+	compose := "services:\n  web:\n    image: x\n    environment:\n      A: 1\n      B: 2\n      C: [unclosed\n    ports: []\n"
+	if err := os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte(compose), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src, err := precheck(dir, &Service{Name: "team"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(src.violations) != 1 || src.violations[0].Line != 7 {
+		t.Fatalf("violations %v, want one at line 7", src.violations)
+	}
+}
