@@ -98,7 +98,7 @@ func check(args []string, stdout, stderr io.Writer, render renderFunc, lookup lo
 			return 0
 		}
 	}
-	svc, trusted, err := checkService(cfg, f)
+	svc, trusted, err := checkService(cfg, f, lookup)
 	if err != nil {
 		fmt.Fprintf(stderr, "pgo check: %v\n", err)
 		return 2
@@ -190,13 +190,17 @@ func printServices(w io.Writer, cfg *Config) {
 
 // checkService picks the service PATH is checked as: from the config, or a
 // default one named after PATH, run by the current user, with no exceptions.
-// trusted is true for a config service run by root, whose violations pgod
-// only warns about.
-func checkService(cfg *Config, f *checkFlags) (svc *Service, trusted bool, err error) {
+// trusted is true for a config service whose user is uid 0, as pgod
+// decides it: violations are only warned about. Where the user does not
+// exist (a check away from the host), the name root stands for uid 0.
+func checkService(cfg *Config, f *checkFlags, lookup lookupFunc) (svc *Service, trusted bool, err error) {
 	if cfg != nil {
 		svc, err := pickService(cfg, f.service)
 		if err != nil {
 			return nil, false, err
+		}
+		if a, err := lookup(svc.User); err == nil {
+			return svc, a.root(), nil
 		}
 		return svc, svc.User == "root", nil
 	}
