@@ -175,7 +175,12 @@ func (f *fakeRender) render(_ context.Context, r renderRequest) ([]byte, []viola
 
 // checkWith runs pgo check with render on a host where every user exists.
 func checkWith(render *fakeRender, args ...string) (int, string, string) {
-	return checkOn(render, func(name string) (*account, error) { return &account{Name: name}, nil }, args...)
+	return checkOn(render, func(name string) (*account, error) {
+		if name == "root" {
+			return &account{Name: name}, nil
+		}
+		return &account{Name: name, UID: 1000, GID: 1000}, nil
+	}, args...)
 }
 
 func checkOn(render *fakeRender, lookup lookupFunc, args ...string) (int, string, string) {
