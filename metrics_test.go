@@ -16,7 +16,7 @@ import (
 func testStatuses() []serviceStatus {
 	return []serviceStatus{
 		{Name: "web", Branch: "main", Deployed: "3f2a1c9", LastSync: time.Unix(1764160000, 500e6),
-			LastDeploy: time.Unix(1764150000, 0), LastResult: resultOK, Running: 2, Desired: 3},
+			DeployedAt: time.Unix(1764150000, 0), LastResult: resultOK, Running: 2, Desired: 3},
 		{Name: "api", Branch: `we"ird\branch` + "\n", LastResult: resultRejected,
 			Rejection: []string{"privileged is not allowed", "pid: host is not allowed"}, Stopped: true},
 	}
@@ -46,7 +46,6 @@ func scrape(t *testing.T, h http.Handler) string {
 
 func exercisedMetrics() *metrics {
 	m := newMetrics(testStatuses)
-	m.now = func() time.Time { return time.Unix(1764170000, 250e6) }
 	m.command("web", "compose up", nil)
 	m.command("web", "compose up", errors.New("exit status 1"))
 	m.command("web", "compose pull --quiet", nil)

@@ -1,0 +1,243 @@
+//go:build e2e
+
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// These tests drive deploys the way CI does: pgoctl host:svc//git pull, and
+// what counts is its exit status and the line on its standard error.
+
+// healthyCompose is webCompose with a healthcheck that asks httpd for the
+// page, and a one-shot service beside it that exits 0.
+func healthyCompose(page string) string {
+	return webCompose(page) + `    healthcheck:
+      test: ["CMD", "wget", "-qO-", "http://127.0.0.1:8080/"]
+      interval: 1s
+      timeout: 2s
+      retries: 3
+  init:
+    image: ` + testImage + `
+    command: ["true"]
+    restart: "no"
+`
+}
+
+// crashCompose's web container exits 1 as soon as it starts, over and over.
+func crashCompose(page string) string {
+	return `services:
+  web:
+    image: ` + testImage + `
+    command: ["sh", "-c", "echo crash-` + page + `; exit 1"]
+    restart: unless-stopped
+`
+}
+
+// unhealthyCompose's web container runs, but its healthcheck always fails.
+func unhealthyCompose(page string) string {
+	return webCompose(page) + `    healthcheck:
+      test: ["CMD", "false"]
+      interval: 1s
+      timeout: 1s
+      retries: 1
+`
+}
+
+// deployDaemon starts pgod on one service whose polls are an hour apart, so
+// that only the test's ops deploy, and returns it with the team's key.
+func deployDaemon(t *testing.T, name string, up *upstream, files map[string]string, extra ...string) (*daemonProc, string, string) {
+	t.Helper()
+	keys := openTempDir(t)
+	team := newKey(t, keys, "team")
+	files["ssh/team.pub"] = readFile(t, team+".pub")
+	first := up.commit(t, files)
+	d := startDaemon(t, serviceTOML(name, up.bare, append([]string{`health_timeout = "8s"`}, extra...)...), "-t", "1h")
+	d.logShows(t, "deployed "+short(first), 90*time.Second)
+	return d, team, first
+}
+
+// pull runs git pull as CI would and returns its exit status and standard error.
+func (d *daemonProc) pull(t *testing.T, key, name string) (int, string) {
+	t.Helper()
+	out, errOut, code := d.ctl(t, key, name+"//git", "pull")
+	t.Logf("git pull: exit %d\nstdout:\n%sstderr:\n%s", code, out, errOut)
+	return code, errOut
+}
+
+// agree fetches status and /metrics and fails unless they tell the same:
+// the deployed commit, since when, and the containers running and desired.
+// It returns the status.
+func (d *daemonProc) agree(t *testing.T, key, name string) string {
+	t.Helper()
+	status, errOut, code := d.ctl(t, key, name+"//status")
+	if code != 0 {
+		t.Fatalf("status: exit %d: %s", code, errOut)
+	}
+	resp, err := http.Get("http://" + d.metric + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	metrics := string(body)
+	find := func(re, text string) string {
+		m := regexp.MustCompile(re).FindStringSubmatch(text)
+		if m == nil {
+			return ""
+		}
+		return m[1]
+	}
+	q := regexp.QuoteMeta(name)
+	commit := find(`(?m)^deployed:\s+([0-9a-f]+|-)`, status)
+	if commit == "-" {
+		commit = ""
+	}
+	if got := find(`pgo_service_info\{service="`+q+`",branch="main",commit="([^"]*)"\}`, metrics); got != commit {
+		t.Errorf("metrics say commit %q is deployed, status %q\n%s", got, commit, status)
+	}
+	counts := regexp.MustCompile(`(?m)^containers:\s+(\d+) running of (\d+) desired`).FindStringSubmatch(status)
+	if counts == nil {
+		t.Fatalf("status has no containers line:\n%s", status)
+	}
+	for i, family := range []string{"pgo_containers_running", "pgo_containers_desired"} {
+		if got := find(family+`\{service="`+q+`"\} (\d+)`, metrics); got != counts[i+1] {
+			t.Errorf("%s is %s, status says %s\n%s", family, got, counts[i+1], status)
+		}
+	}
+	since := find(`(?m)^deployed:\s+\S+ since (\S+)`, status)
+	stamp := find(`pgo_service_last_deploy_timestamp_seconds\{service="`+q+`"\} (\S+)`, metrics)
+	if since != "" || stamp != "" {
+		at, err1 := time.Parse(time.RFC3339, since)
+		secs, err2 := strconv.ParseFloat(stamp, 64)
+		if err1 != nil || err2 != nil || at.Unix() != int64(secs) {
+			t.Errorf("deployed since %q in status, %q in metrics", since, stamp)
+		}
+	}
+	return status
+}
+
+// TestE2EDeployHealthGate: a healthy commit deploys; a crash-looping one and
+// an unhealthy one are rolled back and git pull exits 71; a rejected one exits
+// 65; nothing new exits 0 and says so; status and metrics agree throughout.
+func TestE2EDeployHealthGate(t *testing.T) {
+	e2eNeed(t)
+	e2eUser(t)
+	name := uniqueName("gate")
+	up := newUpstream(t)
+	d, team, first := deployDaemon(t, name, up, map[string]string{"compose.yaml": healthyCompose("one")})
+	pageIs(t, name, "one", 30*time.Second)
+	st := d.agree(t, team, name)
+	for _, want := range []string{"deployed:    " + first + " since", name + "-web-1  " + testImage + "  running  healthy", name + "-init-1  " + testImage + "  exited"} {
+		if !strings.Contains(st, want) {
+			t.Errorf("status lacks %q:\n%s", want, st)
+		}
+	}
+
+	if code, errOut := d.pull(t, team, name); code != 0 || errOut != "" {
+		t.Fatalf("git pull with nothing new: exit %d, stderr %q", code, errOut)
+	}
+	if out, _, _ := d.ctl(t, team, name+"//git", "pull"); !strings.Contains(out, "nothing new") {
+		t.Errorf("git pull with nothing new does not say so:\n%s", out)
+	}
+
+	crash := up.commit(t, map[string]string{"compose.yaml": crashCompose("two")})
+	code, errOut := d.pull(t, team, name)
+	if code != exitUnhealthy || !strings.HasPrefix(errOut, "pgod: deploy of "+short(crash)+" failed, rolled back to "+short(first)+": unhealthy: ") || strings.Count(errOut, "\n") != 1 {
+		t.Fatalf("crash-looping commit: exit %d, stderr %q; want %d and one line naming the rollback", code, errOut, exitUnhealthy)
+	}
+	pageIs(t, name, "one", 30*time.Second)
+	st = d.agree(t, team, name)
+	for _, want := range []string{"deployed:    " + first, "last attempt: " + crash + " by git pull", "unhealthy", "| crash-two"} {
+		if !strings.Contains(st, want) {
+			t.Errorf("status after the crash loop lacks %q:\n%s", want, st)
+		}
+	}
+
+	sick := up.commit(t, map[string]string{"compose.yaml": unhealthyCompose("three")})
+	code, errOut = d.pull(t, team, name)
+	if code != exitUnhealthy || !strings.Contains(errOut, "rolled back to "+short(first)) || !strings.Contains(errOut, "is unhealthy") {
+		t.Fatalf("unhealthy commit: exit %d, stderr %q; want %d, rolled back", code, errOut, exitUnhealthy)
+	}
+	pageIs(t, name, "one", 30*time.Second)
+	if st = d.agree(t, team, name); !strings.Contains(st, "last attempt: "+sick) {
+		t.Errorf("status does not name the unhealthy attempt:\n%s", st)
+	}
+
+	good := up.commit(t, map[string]string{"compose.yaml": healthyCompose("four")})
+	if code, errOut := d.pull(t, team, name); code != 0 {
+		t.Fatalf("healthy commit: exit %d, stderr %q", code, errOut)
+	}
+	pageIs(t, name, "four", 10*time.Second)
+	if st = d.agree(t, team, name); !strings.Contains(st, "deployed:    "+good) || strings.Contains(st, "last attempt") {
+		t.Errorf("status after a good deploy:\n%s", st)
+	}
+
+	bad := up.commit(t, map[string]string{"compose.yaml": healthyCompose("five") + "    privileged: true\n"})
+	code, errOut = d.pull(t, team, name)
+	if code != exitRejected || !strings.HasPrefix(errOut, "pgod: rejected "+short(bad)) {
+		t.Fatalf("rejected commit: exit %d, stderr %q; want %d", code, errOut, exitRejected)
+	}
+	if st = d.agree(t, team, name); !strings.Contains(st, "rejected:    "+bad) || !strings.Contains(st, "deployed:    "+good) {
+		t.Errorf("status after a rejection:\n%s", st)
+	}
+
+	// The exit status reaches a stock OpenSSH client as it reaches pgoctl.
+	_, port, _ := strings.Cut(d.sshAddr, ":")
+	cmd := exec.Command("ssh", "-p", port, "-i", team, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+		"ci@127.0.0.1", name+"//git pull")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != exitRejected || !strings.HasPrefix(stderr.String(), "pgod: rejected") {
+		t.Errorf("ssh git pull: %v, stderr %q; want exit %d", err, stderr.String(), exitRejected)
+	}
+
+	// Right after down, status says nothing runs.
+	if _, errOut, code := d.ctl(t, team, name+"//down"); code != 0 {
+		t.Fatalf("down: exit %d: %s", code, errOut)
+	}
+	if st = d.agree(t, team, name); !strings.Contains(st, "containers:  0 running of 0 desired") {
+		t.Errorf("status right after down:\n%s", st)
+	}
+}
+
+// TestE2EDeployConfigFixReadmits: a commit rejected for a port the operator
+// then grants in pgo.toml deploys after the reload, with no new commit.
+func TestE2EDeployConfigFixReadmits(t *testing.T) {
+	e2eNeed(t)
+	e2eUser(t)
+	name := uniqueName("rejudge")
+	up := newUpstream(t)
+	d, team, first := deployDaemon(t, name, up, map[string]string{"compose.yaml": webCompose("one")})
+	_, port, _ := strings.Cut(freePort(t), ":")
+	withPort := webCompose("two") + fmt.Sprintf("    ports: [\"127.0.0.1:%s:8080\"]\n", port)
+	bad := up.commit(t, map[string]string{"compose.yaml": withPort})
+	if code, errOut := d.pull(t, team, name); code != exitRejected || !strings.Contains(errOut, port) {
+		t.Fatalf("commit publishing port %s: exit %d, stderr %q; want %d naming the port", port, code, errOut, exitRejected)
+	}
+	// Unchanged rules: check says the head is still refused, and exits 1.
+	if out, _, code := d.ctl(t, team, name+"//check"); code != 1 || !strings.Contains(out, "rejected "+short(bad)) {
+		t.Errorf("check under unchanged rules: exit %d:\n%s", code, out)
+	}
+	cfg := serviceTOML(name, up.bare, `health_timeout = "8s"`, fmt.Sprintf("ports = [%q]", port))
+	if err := os.WriteFile(d.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.cmd.Process.Signal(sighup)
+	pageIs(t, name, "two", 60*time.Second)
+	if st := d.agree(t, team, name); !strings.Contains(st, "deployed:    "+bad) || strings.Contains(st, "rejected:") {
+		t.Errorf("status after the config fix:\n%s", st)
+	}
+	_ = first
+}
