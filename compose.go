@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -272,8 +273,8 @@ func drift(services map[string]projectService, ps []psEntry) driftReport {
 }
 
 // changedServices counts the services whose rendered definition differs
-// between two projects, for the log line of a deploy.
-func changedServices(old, new []byte) int {
+// between two projects or that were built again, for the log line of a deploy.
+func changedServices(old, new []byte, built []string) int {
 	var a, b struct {
 		Services map[string]json.RawMessage `json:"services"`
 	}
@@ -281,7 +282,7 @@ func changedServices(old, new []byte) int {
 	json.Unmarshal(new, &b)
 	n := 0
 	for name, def := range b.Services {
-		if !bytes.Equal(a.Services[name], def) {
+		if !bytes.Equal(a.Services[name], def) || slices.Contains(built, name) {
 			n++
 		}
 	}

@@ -241,3 +241,70 @@ func TestE2EDeployConfigFixReadmits(t *testing.T) {
 	}
 	_ = first
 }
+
+// TestE2EDeployRebuildsChangedBuild: a commit that changes only a
+// Dockerfile builds that service again and deploys it, health-gated; the
+// service beside it, whose build did not change, keeps its container.
+func TestE2EDeployRebuildsChangedBuild(t *testing.T) {
+	e2eNeed(t)
+	e2eUser(t)
+	name := uniqueName("build")
+	up := newUpstream(t)
+	dockerfile := func(page string) string {
+		return "FROM " + testImage + "\nRUN mkdir -p /srv && echo " + page + " > /srv/index.html\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/srv\"]\n"
+	}
+	compose := `services:
+  web:
+    build: ./web
+    restart: unless-stopped
+    stop_grace_period: 1s
+  side:
+    build: ./side
+    restart: unless-stopped
+    stop_grace_period: 1s
+`
+	t.Cleanup(func() {
+		exec.Command("docker", "rmi", "-f", name+"-web", name+"-side").Run()
+	})
+	d, team, _ := deployDaemon(t, name, up, map[string]string{"compose.yaml": compose,
+		"web/Dockerfile": dockerfile("one"), "side/Dockerfile": dockerfile("side")})
+	pageIs(t, name, "one", 30*time.Second)
+	side := containerID(t, name+"-side-1")
+
+	changed := up.commit(t, map[string]string{"web/Dockerfile": dockerfile("two")})
+	code, errOut := d.pull(t, team, name)
+	if code != 0 {
+		t.Fatalf("Dockerfile-only commit: exit %d, stderr %q", code, errOut)
+	}
+	pageIs(t, name, "two", 10*time.Second)
+	if got := containerID(t, name+"-side-1"); got != side {
+		t.Errorf("the service whose build did not change was recreated: %s -> %s", side, got)
+	}
+	if st := d.agree(t, team, name); !strings.Contains(st, "deployed:    "+changed) {
+		t.Errorf("status after the rebuild:\n%s", st)
+	}
+
+	// Restarted, pgod keeps what it built: nothing deploys again.
+	d.stop(t)
+	web := containerID(t, name+"-web-1")
+	d.start(t, "-t", "1h")
+	waitFor(t, "pgod to answer again", 30*time.Second, func() bool {
+		_, _, code := d.ctl(t, team, name+"//ping")
+		return code == 0
+	})
+	if out, _, code := d.ctl(t, team, name+"//git", "pull"); code != 0 || !strings.Contains(out, "nothing new") {
+		t.Errorf("git pull after a restart: exit %d:\n%s", code, out)
+	}
+	if got := containerID(t, name+"-web-1"); got != web {
+		t.Errorf("a restart of pgod rebuilt and recreated web: %s -> %s", web, got)
+	}
+
+	// A rebuilt image that crashes is rolled back to the last good build.
+	broken := strings.Replace(dockerfile("three"), `CMD ["httpd"`, `CMD ["/no/such/httpd"`, 1)
+	up.commit(t, map[string]string{"web/Dockerfile": broken})
+	if code, errOut := d.pull(t, team, name); code != exitUnhealthy && code != exitFailed {
+		t.Fatalf("broken Dockerfile: exit %d, stderr %q; want %d or %d", code, errOut, exitUnhealthy, exitFailed)
+	}
+	pageIs(t, name, "two", 30*time.Second)
+
+}

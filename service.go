@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -35,7 +36,7 @@ func (w *worker) up(ctx context.Context, stdout, stderr io.Writer) error {
 	if validated == nil {
 		return errNotDeployed
 	}
-	if st.Deployed != st.Validated || !bytes.Equal(deployed, validated) {
+	if st.Deployed != st.Validated || !bytes.Equal(deployed, validated) || !maps.Equal(st.DeployedBuilds, st.ValidatedBuilds) {
 		return w.deploy(ctx, stdout)
 	}
 	if err := w.acquireSlot(ctx); err != nil {

@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -427,6 +429,10 @@ func (w *worker) accept(ctx context.Context, out io.Writer, commit string) error
 			err = w.refuse(out, commit, violations)
 		}
 	}
+	var builds map[string]string
+	if err == nil {
+		builds, err = w.buildIdentity(ctx, commit, project)
+	}
 	if err != nil {
 		if head != "" {
 			// Also when the client went away or pgod is stopping: the
@@ -446,7 +452,7 @@ func (w *worker) accept(ctx context.Context, out io.Writer, commit string) error
 	w.validated = project
 	w.mu.Unlock()
 	w.update(func(s *savedState) {
-		s.Validated, s.LastError, s.Rejected, s.Rejection, s.RejectedBy = commit, "", "", nil, ""
+		s.Validated, s.ValidatedBuilds, s.LastError, s.Rejected, s.Rejection, s.RejectedBy = commit, builds, "", "", nil, ""
 	})
 	w.loadKeys()
 	w.say(out, "commit %s passed the policy", short(commit))
@@ -560,7 +566,7 @@ func (w *worker) converge(ctx context.Context, out io.Writer, force bool) error 
 	if validated == nil {
 		return nil
 	}
-	changed := !bytes.Equal(deployed, validated)
+	changed := !bytes.Equal(deployed, validated) || !maps.Equal(st.DeployedBuilds, st.ValidatedBuilds)
 	switch {
 	case !changed && st.Deployed != st.Validated:
 		// A commit that changes nothing that runs is deployed by saying so.
@@ -612,6 +618,15 @@ func (w *worker) deploy(ctx context.Context, out io.Writer) error {
 		release() // the rollback takes a slot of its own
 		return w.failDeploy(ctx, out, commit, deployFailure(resultRejected, "%s", redact(err.Error(), w.secrets)), nil, false)
 	}
+	// Only the services whose build changed are built; up then recreates
+	// the containers whose image moved.
+	if names := rebuilt(st.DeployedBuilds, st.ValidatedBuilds); len(names) > 0 {
+		w.say(out, "building %s", strings.Join(names, ", "))
+		if err := w.runCompose(ctx, project, out, append([]string{"build", "--"}, names...)...); err != nil {
+			release()
+			return w.failDeploy(ctx, out, commit, deployFailure(resultFailed, "%s", redact(err.Error(), w.secrets)), nil, false)
+		}
+	}
 	if err := w.runCompose(ctx, project, out, "up", "-d", "--remove-orphans", "--quiet-pull"); err != nil {
 		release()
 		return w.failDeploy(ctx, out, commit, deployFailure(resultFailed, "%s", redact(err.Error(), w.secrets)), nil, true)
@@ -627,12 +642,14 @@ func (w *worker) deploy(ctx context.Context, out io.Writer) error {
 	w.mu.Lock()
 	w.deployed = project
 	w.mu.Unlock()
-	w.update(func(s *savedState) { s.Deployed, s.DeployedAt, s.Failed = commit, time.Now(), "" })
+	w.update(func(s *savedState) {
+		s.Deployed, s.DeployedBuilds, s.DeployedAt, s.Failed = commit, st.ValidatedBuilds, time.Now(), ""
+	})
 	w.attempted(commit, nil, nil)
 	if st.LastResult != "" && st.LastResult != resultOK {
 		w.tell(eventRecovered, commit, "deployed after "+st.LastResult)
 	}
-	w.say(out, "deployed %s (%d services changed)", short(commit), changedServices(deployed, project))
+	w.say(out, "deployed %s (%d services changed)", short(commit), changedServices(deployed, project, rebuilt(st.DeployedBuilds, st.ValidatedBuilds)))
 	if err := w.pins.unpinUnused(project); err != nil {
 		w.log.Warn("bind pins of the last deploy: " + err.Error())
 	}
@@ -657,11 +674,14 @@ func (w *worker) failDeploy(ctx context.Context, out io.Writer, commit string, c
 			w.mu.Lock()
 			w.validated = deployed
 			w.mu.Unlock()
-			w.update(func(s *savedState) { s.Validated = st.Deployed })
+			w.update(func(s *savedState) { s.Validated, s.ValidatedBuilds = st.Deployed, st.DeployedBuilds })
 			w.loadKeys()
 		}
 		if upRan {
-			rolledBack = w.rollBack(ctx, out, deployed, &msg)
+			// The images of the failed commit's builds carry the names of
+			// the last good one's: build those again first.
+			rebuild := slices.DeleteFunc(rebuilt(st.DeployedBuilds, st.ValidatedBuilds), func(n string) bool { return st.DeployedBuilds[n] == "" })
+			rolledBack = w.rollBack(ctx, out, deployed, rebuild, &msg)
 		}
 	}
 	outcome := &deployError{result: cause.result, msg: fmt.Sprintf("deploy of %s failed: %s", short(commit), msg)}
@@ -687,12 +707,18 @@ func (w *worker) failDeploy(ctx context.Context, out io.Writer, commit string, c
 
 // rollBack runs the last good project again and waits for it to be ready;
 // what went wrong is added to msg.
-func (w *worker) rollBack(ctx context.Context, out io.Writer, project []byte, msg *string) bool {
+func (w *worker) rollBack(ctx context.Context, out io.Writer, project []byte, rebuild []string, msg *string) bool {
 	if err := w.acquireSlot(ctx); err != nil {
 		*msg += "; no rollback: " + err.Error()
 		return false
 	}
-	err := w.runCompose(ctx, project, out, "up", "-d", "--remove-orphans")
+	var err error
+	if len(rebuild) > 0 {
+		err = w.runCompose(ctx, project, out, append([]string{"build", "--"}, rebuild...)...)
+	}
+	if err == nil {
+		err = w.runCompose(ctx, project, out, "up", "-d", "--remove-orphans")
+	}
 	w.releaseSlot()
 	if err != nil {
 		*msg += "; rollback failed too: " + redact(err.Error(), w.secrets)
