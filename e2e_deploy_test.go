@@ -308,3 +308,73 @@ func TestE2EDeployRebuildsChangedBuild(t *testing.T) {
 	pageIs(t, name, "two", 30*time.Second)
 
 }
+
+// TestE2EDeployImageUpdates: with update_images, a tag that moves to a new
+// image (here by docker tag: no registry is reachable, so the poll's pull
+// fails and is ignored) is deployed, health-gated; one that crashes is
+// rolled back to the image kept as <name>/rollback/web and not tried again.
+func TestE2EDeployImageUpdates(t *testing.T) {
+	e2eNeed(t)
+	e2eUser(t)
+	name := uniqueName("imgupd")
+	ref := name + "/app:live"
+	build := func(tag, dockerfile string) {
+		t.Helper()
+		cmd := exec.Command("docker", "build", "-q", "-t", tag, "-")
+		cmd.Stdin = strings.NewReader("FROM " + testImage + "\n" + dockerfile)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("docker build %s: %v\n%s", tag, err, out)
+		}
+	}
+	page := func(p string) string { return "RUN mkdir -p /srv && echo " + p + " > /srv/index.html\n" }
+	build(name+"/app:one", page("one"))
+	build(name+"/app:two", page("two"))
+	build(name+"/app:crash", page("crash")+"ENTRYPOINT [\"sh\", \"-c\", \"echo crash-image; exit 3\"]\n")
+	t.Cleanup(func() {
+		exec.Command("docker", "rmi", "-f", ref, name+"/app:one", name+"/app:two", name+"/app:crash", name+"/rollback/web").Run()
+	})
+	sh(t, "", "docker", "tag", name+"/app:one", ref)
+	compose := `services:
+  web:
+    image: ` + ref + `
+    command: ["httpd", "-f", "-p", "8080", "-h", "/srv"]
+    restart: unless-stopped
+    stop_grace_period: 1s
+    healthcheck:
+      test: ["CMD", "wget", "-qO-", "http://127.0.0.1:8080/"]
+      interval: 1s
+      retries: 3
+`
+	keys := openTempDir(t)
+	team := newKey(t, keys, "team")
+	up := newUpstream(t)
+	first := up.commit(t, map[string]string{"compose.yaml": compose, "ssh/team.pub": readFile(t, team+".pub")})
+	d := startDaemon(t, serviceTOML(name, up.bare, `health_timeout = "8s"`, `update_images = true`))
+	pageIs(t, name, "one", 60*time.Second)
+
+	sh(t, "", "docker", "tag", name+"/app:two", ref)
+	pageIs(t, name, "two", 60*time.Second)
+	d.logShows(t, "image update: web run their new images", 10*time.Second)
+	if st := d.agree(t, team, name); !strings.Contains(st, "deployed:    "+first) || strings.Contains(st, "last attempt") {
+		t.Errorf("status after an image update:\n%s", st)
+	}
+	one := strings.TrimSpace(sh(t, "", "docker", "image", "inspect", "--format", "{{.Id}}", name+"/app:one"))
+	if kept := strings.TrimSpace(sh(t, "", "docker", "image", "inspect", "--format", "{{.Id}}", name+"/rollback/web")); kept != one {
+		t.Errorf("%s/rollback/web is %s, want the image that ran before, %s", name, kept, one)
+	}
+
+	sh(t, "", "docker", "tag", name+"/app:crash", ref)
+	d.logShows(t, "image update of web failed, rolled back to the old images", 60*time.Second)
+	pageIs(t, name, "two", 30*time.Second)
+	st := d.agree(t, team, name)
+	if !strings.Contains(st, "by image update") || !strings.Contains(st, "unhealthy") || !strings.Contains(st, "| crash-image") {
+		t.Errorf("status after a failed image update:\n%s", st)
+	}
+	// The crashing image is not tried again poll after poll.
+	before := strings.Count(d.logs(), "image update: new images for web")
+	mark := strings.Count(d.logs(), `cmd="git ls-remote`)
+	waitFor(t, "three more polls", 30*time.Second, func() bool { return strings.Count(d.logs(), `cmd="git ls-remote`) >= mark+3 })
+	if after := strings.Count(d.logs(), "image update: new images for web"); after != before {
+		t.Errorf("the rolled-back image was tried again (%d updates, then %d)", before, after)
+	}
+}

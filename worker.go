@@ -585,8 +585,16 @@ func (w *worker) converge(ctx context.Context, out io.Writer, force bool) error 
 	case changed:
 		return w.deploy(ctx, out)
 	}
-	if err := w.repair(ctx, out); err != nil || out == nil || deployed == nil {
+	if err := w.repair(ctx, out); err != nil || deployed == nil {
 		return err
+	}
+	if w.svc.UpdateImages {
+		if err := w.updateImages(ctx, out); err != nil || out == nil {
+			return err
+		}
+	}
+	if out == nil {
+		return nil
 	}
 	// A client is told the truth about what runs, also when nothing was new.
 	if bad, logs := w.awaitHealthy(ctx, deployed); bad != nil {
