@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -117,11 +118,14 @@ func (w *worker) runComposeCmd(cmd *exec.Cmd, out io.Writer, args []string) erro
 type psEntry struct {
 	Name    string
 	Service string
-	State   string
+	State   string // created, running, restarting, exited, ...
+	Image   string
+	Health  string // starting, healthy, unhealthy; "" without a healthcheck
 }
 
 // psFormat is what containers asks docker ps for: a line per container.
-const psFormat = `{{.Names}}\t{{.State}}\t{{.Label "com.docker.compose.service"}}`
+// The status text is read only for the health it ends with.
+const psFormat = `{{.Names}}\t{{.State}}\t{{.Label "com.docker.compose.service"}}\t{{.Image}}\t{{.Status}}`
 
 // containers lists the project's containers, stopped ones too, but not
 // one-off ones ("compose run"). It asks docker rather than compose by the
@@ -148,7 +152,8 @@ func (w *worker) containers(ctx context.Context) ([]psEntry, error) {
 	return parsePS(stdout.String())
 }
 
-// parsePS reads psFormat lines: name, state and compose service, tab-separated.
+// parsePS reads psFormat lines: name, state, compose service, image and
+// status, tab-separated; the last two may be missing.
 func parsePS(out string) ([]psEntry, error) {
 	var entries []psEntry
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
@@ -156,12 +161,30 @@ func parsePS(out string) ([]psEntry, error) {
 			continue
 		}
 		f := strings.Split(line, "\t")
-		if len(f) != 3 {
+		if len(f) != 3 && len(f) != 5 {
 			return nil, fmt.Errorf("docker ps: unexpected line %q", line)
 		}
-		entries = append(entries, psEntry{Name: f[0], State: f[1], Service: f[2]})
+		e := psEntry{Name: f[0], State: f[1], Service: f[2]}
+		if len(f) == 5 {
+			e.Image, e.Health = f[3], healthOf(f[4])
+		}
+		entries = append(entries, e)
 	}
 	return entries, nil
+}
+
+// healthOf reads the health from docker ps's status text, as in
+// "Up 3 minutes (healthy)" or "Up 2 seconds (health: starting)".
+func healthOf(status string) string {
+	switch {
+	case strings.HasSuffix(status, "(healthy)"):
+		return "healthy"
+	case strings.HasSuffix(status, "(unhealthy)"):
+		return "unhealthy"
+	case strings.HasSuffix(status, "(health: starting)"):
+		return "starting"
+	}
+	return ""
 }
 
 // projectService is what pgod reads of a rendered service to judge drift.
@@ -250,8 +273,8 @@ func drift(services map[string]projectService, ps []psEntry) driftReport {
 }
 
 // changedServices counts the services whose rendered definition differs
-// between two projects, for the log line of a deploy.
-func changedServices(old, new []byte) int {
+// between two projects or that were built again, for the log line of a deploy.
+func changedServices(old, new []byte, built []string) int {
 	var a, b struct {
 		Services map[string]json.RawMessage `json:"services"`
 	}
@@ -259,7 +282,7 @@ func changedServices(old, new []byte) int {
 	json.Unmarshal(new, &b)
 	n := 0
 	for name, def := range b.Services {
-		if !bytes.Equal(a.Services[name], def) {
+		if !bytes.Equal(a.Services[name], def) || slices.Contains(built, name) {
 			n++
 		}
 	}

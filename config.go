@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Config is a parsed and validated pgo.toml.
@@ -37,6 +38,8 @@ type Service struct {
 	Ports         []string          // host ports the project may publish
 	WebhookSecret string            // enables POST /hook/<name>; a secret
 	Notify        []*NotifyEndpoint // the service's own endpoints, on top of the config's
+	HealthTimeout time.Duration     // how long a deploy's containers have to be ready; 0 means defaultHealthTimeout
+	UpdateImages  bool              // pull every poll and redeploy services whose image moved
 
 	Line int // line of the [[services]] header in the config file
 }
@@ -45,6 +48,7 @@ type Service struct {
 var serviceKeys = []string{
 	"name", "user", "repository", "branch", "registries", "compose", "env", "urls",
 	"networks", "import", "reload", "mount", "ports", "webhook_secret", "notify",
+	"health_timeout", "update_images",
 }
 
 // topKeys are the keys pgo.toml may have at its top level.
@@ -262,6 +266,20 @@ func (sc *serviceChecker) key(s *Service, key string, v *tomlValue) {
 		}
 	case "notify":
 		s.Notify = sc.notifyEndpoints(v, sc.label)
+	case "health_timeout":
+		var str string
+		if sc.str(key, v, &str) {
+			d, err := time.ParseDuration(str)
+			if err != nil || d < time.Second || d > maxHealthTimeout {
+				sc.errorf(v.Line, "health_timeout %q: expected a duration from 1s to %s, as in \"2m\" or \"30s\"", str, maxHealthTimeout)
+			}
+			s.HealthTimeout = d
+		}
+	case "update_images":
+		if v.Kind != tomlKindBool {
+			sc.errorf(v.Line, "update_images must be true or false, not %s", v.Kind)
+		}
+		s.UpdateImages = v.Bool
 	default:
 		sc.errorf(v.Line, "%s", unknownKey(key, v.Line, serviceKeys))
 	}

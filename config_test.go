@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLoadConfigReference(t *testing.T) {
@@ -252,6 +253,13 @@ func TestParseConfigErrors(t *testing.T) {
 		{"unsupported TOML", head + "timeout = 1.5\n", []string{
 			`pgo.toml:5: unsupported TOML: floating-point value at line 5, column 11`,
 		}},
+		{"deploy keys", head + "health_timeout = \"soon\"\nupdate_images = \"yes\"\n", []string{
+			`pgo.toml:5: service "web": health_timeout "soon": expected a duration from 1s to 30m0s, as in "2m" or "30s"`,
+			`pgo.toml:6: service "web": update_images must be true or false, not a string`,
+		}},
+		{"health_timeout out of range", head + "health_timeout = \"2h\"\n", []string{
+			`pgo.toml:5: service "web": health_timeout "2h": expected a duration from 1s to 30m0s, as in "2m" or "30s"`,
+		}},
 		{"dotted key", head + "urls.\"example.org\" = \"web:80\"\n", []string{
 			`pgo.toml:5: unsupported TOML: dotted key "urls" at line 5, column 5`,
 		}},
@@ -494,5 +502,16 @@ func TestParseConfigNotifyErrorsHideSecrets(t *testing.T) {
 		if strings.Contains(err.Error(), secret) {
 			t.Errorf("error shows the secret: %v", err)
 		}
+	}
+}
+
+func TestParseConfigDeployKeys(t *testing.T) {
+	doc := "[[services]]\nname = \"web\"\nuser = \"web\"\nrepository = \"https://example.org/web\"\nhealth_timeout = \"45s\"\nupdate_images = true\n"
+	cfg, err := parseConfig("pgo.toml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := cfg.Services[0]; s.HealthTimeout != 45*time.Second || !s.UpdateImages {
+		t.Errorf("health_timeout %s, update_images %v; want 45s and true", s.HealthTimeout, s.UpdateImages)
 	}
 }

@@ -33,6 +33,9 @@ type serviceControl interface {
 	up(ctx context.Context, stdout, stderr io.Writer) error
 	// down sets the stop marker and brings the project down.
 	down(ctx context.Context, stdout, stderr io.Writer) error
+	// healthy waits, as a deploy's health gate does, until the project's
+	// containers are ready; a *deployError says why they are not.
+	healthy(ctx context.Context, stdout io.Writer) error
 	// gitPull fetches the branch, validates and deploys now, and says what happened.
 	gitPull(ctx context.Context, stdout, stderr io.Writer) error
 	// check renders and validates the deployed checkout and prints the violations.
@@ -57,17 +60,30 @@ type serviceStatus struct {
 	Name       string
 	Branch     string
 	Deployed   string    // commit of the running deployment, "" before the first
+	DeployedAt time.Time // since when it runs
 	Upstream   string    // last commit seen on the branch upstream
 	LastSync   time.Time // last successful contact with upstream
 	LastDeploy time.Time // last deploy attempt
-	LastResult string    // "ok", "rejected", "failed", "rolled_back", "" before the first
+	LastResult string    // "ok", "rejected", "failed", "rolled_back", "unhealthy", "timeout", "" before the first
 	LastError  string    // why the last sync or deploy failed, secrets redacted
+	Attempt    attempt   // the last deploy attempt
 	Rejection  []string  // policy violations of the last rejected commit
 	Rejected   string    // that commit
 	Stopped    bool      // the stop marker is set
 	Running    int       // containers running
 	Desired    int       // containers that should run
+	Containers []psEntry // the project's containers at the last look
 	ReloadErr  string    // last Caddy reload failure
+}
+
+// attempt is one try to deploy a commit, and how it ended.
+type attempt struct {
+	Commit  string
+	Trigger string // what started it: "poll", "git pull", "up", "restart", "config change", "image update"
+	Result  string // a deploy result
+	Reason  string // why it did not deploy, one line; "" when it did
+	Logs    []string
+	At      time.Time
 }
 
 // deploy results, as counted in metrics and shown in status.

@@ -48,6 +48,11 @@ done
 echo "$verb $*" >> "$dir/calls.log"
 [ "$verb" = login ] && cat > "$dir/login.stdin"
 [ -e "$dir/fail-$verb" ] && { echo "fake $verb failure" >&2; exit 1; }
+if [ "$1 $2 $3" = "inspect --type container" ]; then
+	# The health gate's look: unless a test says otherwise, the one service is ready.
+	if [ -e "$dir/inspect-once.txt" ]; then cat "$dir/inspect-once.txt"; rm -f "$dir/inspect-once.txt"
+	elif [ -e "$dir/inspect.txt" ]; then cat "$dir/inspect.txt"; else printf '/web-web-1\tweb\tbusybox:stable\trunning\t\t0\t0\n'; fi
+fi
 if [ "$verb" = ps ]; then
 	# Unless a test says otherwise, the one service runs.
 	if [ -e "$dir/ps.txt" ]; then cat "$dir/ps.txt"; else printf 'web-web-1\trunning\tweb\n'; fi
@@ -65,14 +70,14 @@ func (f *fakeDocker) path() string { return filepath.Join(f.dir, "docker") }
 
 // verbs returns the compose verbs called so far, in order, and forgets them.
 // The engine inspections of the last check before up (docker image and
-// network inspect) change nothing and are left out.
+// network inspect) and of the health gate change nothing and are left out.
 func (f *fakeDocker) verbs(t *testing.T) []string {
 	t.Helper()
 	data, _ := os.ReadFile(filepath.Join(f.dir, "calls.log"))
 	os.Remove(filepath.Join(f.dir, "calls.log"))
 	var verbs []string
 	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		if f := strings.Fields(line); len(f) > 0 && f[0] != "image" && f[0] != "network" {
+		if f := strings.Fields(line); len(f) > 0 && f[0] != "image" && f[0] != "network" && f[0] != "inspect" {
 			verbs = append(verbs, f[0])
 		}
 	}
@@ -452,11 +457,12 @@ func TestWorkerWaitsForItsMount(t *testing.T) {
 }
 
 func TestParsePS(t *testing.T) {
-	got, err := parsePS("shop-web-1\trunning\tweb\nshop-db-1\texited\tdb\n")
+	got, err := parsePS("shop-web-1\trunning\tweb\tnginx:1\tUp 3 minutes (healthy)\nshop-db-1\texited\tdb\n")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []psEntry{{"shop-web-1", "web", "running"}, {"shop-db-1", "db", "exited"}}
+	want := []psEntry{{Name: "shop-web-1", Service: "web", State: "running", Image: "nginx:1", Health: "healthy"},
+		{Name: "shop-db-1", Service: "db", State: "exited"}}
 	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
 		t.Fatalf("parsePS = %+v, want %+v", got, want)
 	}

@@ -64,6 +64,8 @@ type fakeService struct {
 	serial         []string          // ops that ran inside serialize
 	cliEnv         []string          // more environment for compose and docker, as the worker's holds the service's env
 	upErr          error
+	healthErr      error // what healthy answers
+	healthChecks   int   // how often healthy was asked
 	checkOK        bool
 
 	serialMu sync.Mutex // what serialize holds
@@ -116,6 +118,13 @@ func (s *fakeService) up(ctx context.Context, stdout, stderr io.Writer) error {
 	s.record("up")
 	fmt.Fprintln(stdout, "up: deployed")
 	return s.upErr
+}
+
+func (s *fakeService) healthy(ctx context.Context, stdout io.Writer) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.healthChecks++
+	return s.healthErr
 }
 
 func (s *fakeService) down(ctx context.Context, stdout, stderr io.Writer) error {

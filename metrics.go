@@ -24,14 +24,12 @@ import (
 // The zero value is not usable; use newMetrics.
 type metrics struct {
 	statuses func() []serviceStatus // snapshot of every service, for the gauges
-	now      func() time.Time       // time.Now; tests substitute a clock
 
 	mu            sync.Mutex
 	commands      map[commandKey]uint64
 	commandErrors map[commandKey]uint64
 	deploys       map[resultKey]uint64
-	rejections    map[string]uint64    // service -> rejected commits
-	lastOK        map[string]time.Time // service -> last successful deploy
+	rejections    map[string]uint64 // service -> rejected commits
 	sessions      map[resultKey]uint64
 	webhooks      map[resultKey]uint64
 	notifications map[endpointKey]uint64
@@ -47,18 +45,16 @@ type endpointKey struct{ endpoint, result string }
 
 // deployResults are the deploy results every service exports, zero or not,
 // so that rate() and absent() behave from the first scrape on.
-var deployResults = []string{resultOK, resultRejected, resultFailed, resultRolledBack}
+var deployResults = []string{resultOK, resultRejected, resultFailed, resultRolledBack, resultUnhealthy, resultTimeout}
 
 // newMetrics returns metrics whose per-service gauges come from statuses.
 func newMetrics(statuses func() []serviceStatus) *metrics {
 	return &metrics{
 		statuses:      statuses,
-		now:           time.Now,
 		commands:      map[commandKey]uint64{},
 		commandErrors: map[commandKey]uint64{},
 		deploys:       map[resultKey]uint64{},
 		rejections:    map[string]uint64{},
-		lastOK:        map[string]time.Time{},
 		sessions:      map[resultKey]uint64{},
 		webhooks:      map[resultKey]uint64{},
 		notifications: map[endpointKey]uint64{},
@@ -84,18 +80,14 @@ func (m *metrics) command(service, command string, err error) {
 	}
 }
 
-// deploy counts a deploy attempt's result (resultOK, resultRejected,
-// resultFailed, resultRolledBack). A rejected attempt also counts as a
-// policy rejection; an ok one sets the last successful deploy time.
+// deploy counts a deploy attempt's result (one of deployResults). A
+// rejected attempt also counts as a policy rejection.
 func (m *metrics) deploy(service, result string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.deploys[resultKey{service, result}]++
-	switch result {
-	case resultRejected:
+	if result == resultRejected {
 		m.rejections[service]++
-	case resultOK:
-		m.lastOK[service] = m.now()
 	}
 }
 
@@ -193,16 +185,13 @@ func (m *metrics) families() []*family {
 		if !s.LastSync.IsZero() {
 			lastSync.add(unixSeconds(s.LastSync), "service", s.Name)
 		}
-		last := m.lastOK[s.Name]
-		if s.LastResult == resultOK && s.LastDeploy.After(last) {
-			last = s.LastDeploy
-		}
-		if !last.IsZero() {
-			deployed.add(unixSeconds(last), "service", s.Name)
+		// The time status shows the deployed commit running since.
+		if !s.DeployedAt.IsZero() {
+			deployed.add(unixSeconds(s.DeployedAt), "service", s.Name)
 		}
 		stopped.add(boolValue(s.Stopped), "service", s.Name)
 		n := 0
-		if s.LastResult == resultRejected {
+		if s.Rejected != "" && s.Rejected == s.Upstream {
 			n = len(s.Rejection)
 		}
 		violations.add(float64(n), "service", s.Name)
@@ -210,7 +199,7 @@ func (m *metrics) families() []*family {
 		desired.add(float64(s.Desired), "service", s.Name)
 	}
 
-	deploys := newFamily("pgo_deploys_total", "counter", "Deploy attempts by result: ok, rejected (by the policy), failed, rolled_back.")
+	deploys := newFamily("pgo_deploys_total", "counter", "Deploy attempts by result: ok, rejected (by the policy), failed, rolled_back, unhealthy (the health gate failed), timeout (containers not ready in time).")
 	counted := map[resultKey]bool{}
 	for k, n := range m.deploys {
 		counted[k] = true

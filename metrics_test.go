@@ -16,8 +16,8 @@ import (
 func testStatuses() []serviceStatus {
 	return []serviceStatus{
 		{Name: "web", Branch: "main", Deployed: "3f2a1c9", LastSync: time.Unix(1764160000, 500e6),
-			LastDeploy: time.Unix(1764150000, 0), LastResult: resultOK, Running: 2, Desired: 3},
-		{Name: "api", Branch: `we"ird\branch` + "\n", LastResult: resultRejected,
+			DeployedAt: time.Unix(1764150000, 0), LastResult: resultOK, Running: 2, Desired: 3},
+		{Name: "api", Branch: `we"ird\branch` + "\n", LastResult: resultRejected, Upstream: "9d0e", Rejected: "9d0e",
 			Rejection: []string{"privileged is not allowed", "pid: host is not allowed"}, Stopped: true},
 	}
 }
@@ -46,7 +46,6 @@ func scrape(t *testing.T, h http.Handler) string {
 
 func exercisedMetrics() *metrics {
 	m := newMetrics(testStatuses)
-	m.now = func() time.Time { return time.Unix(1764170000, 250e6) }
 	m.command("web", "compose up", nil)
 	m.command("web", "compose up", errors.New("exit status 1"))
 	m.command("web", "compose pull --quiet", nil)
@@ -114,9 +113,9 @@ func TestMetricsSamples(t *testing.T) {
 			t.Errorf("missing line %s", w)
 		}
 	}
-	// The last successful deploy is the one pgo counted, not the older one in status.
-	if !lines[`pgo_service_last_deploy_timestamp_seconds{service="web"} 1764170000.25`] {
-		t.Errorf("last deploy timestamp for web is not the deploy pgo counted:\n%s", out)
+	// The last successful deploy is the time status shows the commit running since.
+	if !lines[`pgo_service_last_deploy_timestamp_seconds{service="web"} 1764150000`] {
+		t.Errorf("last deploy timestamp for web is not the one status shows:\n%s", out)
 	}
 	if strings.Contains(out, `pgo_service_last_deploy_timestamp_seconds{service="api"}`) {
 		t.Error("api never deployed, yet has a last deploy timestamp")

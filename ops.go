@@ -439,7 +439,12 @@ var ops = map[string]*opSpec{
 			{names: []string{"--timeout", "-t"}, check: checkCount},
 			{names: []string{"--no-deps"}},
 		}},
-		run: runCompose("restart")},
+		run: func(ctx context.Context, o *opRun) error {
+			if err := runCompose("restart")(ctx, o); err != nil {
+				return err
+			}
+			return o.svc.healthy(ctx, o.stdout)
+		}},
 	"pull": {mutating: true, help: "compose pull [-q] [--ignore-pull-failures] [SERVICE...]",
 		args: &argSpec{services: true, flags: []flagSpec{
 			{names: []string{"--quiet", "-q"}},
@@ -475,7 +480,7 @@ var ops = map[string]*opSpec{
 			{names: []string{"--env", "-e"}, check: checkEnv},
 		}},
 		run: runExec},
-	"check": {args: noArgs, help: "check the deployed checkout against the policy (alias: load)",
+	"check": {args: noArgs, help: "check the deployed checkout, and a rejected upstream head, against the policy (alias: load)",
 		run: func(ctx context.Context, o *opRun) error {
 			ok, err := o.svc.check(ctx, o.stdout)
 			if err != nil {
@@ -486,7 +491,7 @@ var ops = map[string]*opSpec{
 			}
 			return nil
 		}},
-	"git pull": {mutating: true, args: noArgs, help: "fetch the branch and deploy now",
+	"git pull": {mutating: true, args: noArgs, help: "fetch the branch and deploy now; exit 0 only when it runs and is healthy",
 		run: func(ctx context.Context, o *opRun) error { return o.svc.gitPull(ctx, o.stdout, o.stderr) }},
 	"git hash": {args: noArgs, help: "print the deployed commit",
 		run: func(ctx context.Context, o *opRun) error {
@@ -617,7 +622,9 @@ func findContainer(ctx context.Context, svc serviceControl, project, service str
 	return id, nil
 }
 
-// formatStatus renders a serviceStatus for people.
+// formatStatus renders a serviceStatus for people: what runs and since
+// when, each container, the last attempt when it is not what runs, and the
+// last rejection while it is the upstream head.
 func formatStatus(st serviceStatus, now time.Time) string {
 	var b strings.Builder
 	line := func(k, v string) { fmt.Fprintf(&b, "%-12s %s\n", k+":", v) }
@@ -635,16 +642,27 @@ func formatStatus(st serviceStatus, now time.Time) string {
 	}
 	line("service", st.Name)
 	line("branch", st.Branch)
-	line("deployed", orNone(st.Deployed))
+	deployed := orNone(st.Deployed)
+	if st.Deployed != "" && !st.DeployedAt.IsZero() {
+		deployed += " since " + when(st.DeployedAt)
+	}
+	line("deployed", deployed)
 	line("upstream", orNone(st.Upstream))
 	line("last sync", when(st.LastSync))
-	line("last deploy", when(st.LastDeploy))
-	line("result", orNone(st.LastResult))
-	if st.LastError != "" {
+	if a := st.Attempt; a.Commit != "" && (a.Commit != st.Deployed || a.Result != resultOK) {
+		line("last attempt", fmt.Sprintf("%s by %s at %s: %s", a.Commit, orNone(a.Trigger), when(a.At), a.Result))
+		if a.Reason != "" {
+			line("reason", a.Reason)
+		}
+		for _, l := range a.Logs {
+			fmt.Fprintf(&b, "  | %s\n", l)
+		}
+	}
+	if st.LastError != "" && st.LastError != st.Attempt.Reason {
 		line("error", st.LastError)
 	}
-	if st.Rejected != "" || len(st.Rejection) > 0 {
-		line("rejected", orNone(st.Rejected))
+	if st.Rejected != "" && st.Rejected == st.Upstream {
+		line("rejected", st.Rejected)
 		for _, r := range st.Rejection {
 			fmt.Fprintf(&b, "  - %s\n", r)
 		}
@@ -655,6 +673,9 @@ func formatStatus(st serviceStatus, now time.Time) string {
 	}
 	line("stopped", stopped)
 	line("containers", fmt.Sprintf("%d running of %d desired", st.Running, st.Desired))
+	for _, c := range st.Containers {
+		fmt.Fprintf(&b, "  %s  %s  %s  %s\n", c.Name, orNone(c.Image), c.State, orNone(c.Health))
+	}
 	if st.ReloadErr != "" {
 		line("reload error", st.ReloadErr)
 	}

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -93,6 +95,12 @@ func TestExitOf(t *testing.T) {
 		{unauthorized("x"), exitUnauthorized, "unauthorized"},
 		{exitStatus(3), 3, "error"},
 		{errors.New("boom"), exitFailure, "error"},
+		{deployFailure(resultRejected, "rejected"), exitRejected, resultRejected},
+		{deployFailure(resultFailed, "failed"), exitFailed, resultFailed},
+		{deployFailure(resultRolledBack, "rolled back"), exitFailed, resultRolledBack},
+		{deployFailure(resultUnhealthy, "unhealthy"), exitUnhealthy, resultUnhealthy},
+		{deployFailure(resultTimeout, "timeout"), exitTimeout, resultTimeout},
+		{fmt.Errorf("git: %w", context.DeadlineExceeded), exitTimeout, resultTimeout},
 	}
 	for _, tc := range tests {
 		status, result := exitOf(tc.err)
@@ -104,13 +112,48 @@ func TestExitOf(t *testing.T) {
 
 func TestFormatStatusEmpty(t *testing.T) {
 	got := formatStatus(serviceStatus{Name: "web", Branch: "main"}, time.Now())
-	for _, want := range []string{"deployed:    -", "last sync:   never", "result:      -", "stopped:     no", "containers:  0 running of 0 desired"} {
+	for _, want := range []string{"deployed:    -", "last sync:   never", "stopped:     no", "containers:  0 running of 0 desired"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("status lacks %q:\n%s", want, got)
 		}
 	}
-	if strings.Contains(got, "rejected") || strings.Contains(got, "error") {
-		t.Errorf("empty status shows a rejection or an error:\n%s", got)
+	if strings.Contains(got, "rejected") || strings.Contains(got, "error") || strings.Contains(got, "attempt") {
+		t.Errorf("empty status shows a rejection, an error or an attempt:\n%s", got)
+	}
+}
+
+// Status names what runs and since when, each container, the attempt that
+// failed, and a rejection only while it is the upstream head.
+func TestFormatStatusTellsTheTruth(t *testing.T) {
+	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	st := serviceStatus{Name: "web", Branch: "main", Deployed: "aaaa", DeployedAt: now.Add(-time.Hour), Upstream: "cccc",
+		Attempt: attempt{Commit: "cccc", Trigger: "git pull", Result: resultUnhealthy, Reason: "deploy of cccc failed, rolled back to aaaa: unhealthy: web-app-1 exited with status 1",
+			Logs: []string{"boom"}, At: now.Add(-time.Minute)},
+		LastError: "deploy of cccc failed, rolled back to aaaa: unhealthy: web-app-1 exited with status 1",
+		Rejected:  "bbbb", Rejection: []string{"privileged is not allowed"},
+		Running: 1, Desired: 1,
+		Containers: []psEntry{{Name: "web-app-1", Service: "app", State: "running", Image: "busybox:1", Health: "healthy"}}}
+	got := formatStatus(st, now)
+	for _, want := range []string{
+		"deployed:    aaaa since 2026-12-02T09:00:00Z (1h0m0s ago)",
+		"last attempt: cccc by git pull at 2026-12-02T09:59:00Z (1m0s ago): unhealthy",
+		"reason:      deploy of cccc failed, rolled back to aaaa",
+		"  | boom",
+		"  web-app-1  busybox:1  running  healthy",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("status lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "bbbb") || strings.Contains(got, "privileged") {
+		t.Errorf("status shows a rejection that is no longer the upstream head:\n%s", got)
+	}
+	if strings.Count(got, "rolled back to aaaa") != 1 {
+		t.Errorf("status repeats the attempt's reason as an error:\n%s", got)
+	}
+	st.Attempt = attempt{Commit: "aaaa", Trigger: "poll", Result: resultOK}
+	if got := formatStatus(st, now); strings.Contains(got, "last attempt") {
+		t.Errorf("status shows an attempt that is what runs:\n%s", got)
 	}
 }
 

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -26,6 +28,7 @@ func (w *worker) authorized(key ssh.PublicKey, remote net.Addr) *authorizedKey {
 // up clears the stop marker and deploys the validated project, also when
 // x-pgo reload is false or its last deploy failed: a person asked for it.
 func (w *worker) up(ctx context.Context, stdout, stderr io.Writer) error {
+	w.cause = "up"
 	if err := os.Remove(w.stopFile); err == nil {
 		w.say(stdout, "stop marker removed")
 	}
@@ -33,14 +36,33 @@ func (w *worker) up(ctx context.Context, stdout, stderr io.Writer) error {
 	if validated == nil {
 		return errNotDeployed
 	}
-	if st.Deployed != st.Validated || !bytes.Equal(deployed, validated) {
+	if st.Deployed != st.Validated || !bytes.Equal(deployed, validated) || !maps.Equal(st.DeployedBuilds, st.ValidatedBuilds) {
 		return w.deploy(ctx, stdout)
 	}
 	if err := w.acquireSlot(ctx); err != nil {
 		return err
 	}
-	defer w.releaseSlot()
-	return w.runCompose(ctx, deployed, stdout, "up", "-d")
+	err := w.runCompose(ctx, deployed, stdout, "up", "-d")
+	w.releaseSlot()
+	if err != nil {
+		return err
+	}
+	return w.healthy(ctx, stdout)
+}
+
+// healthy waits, as a deploy does, for the running project's containers to
+// be ready; a *deployError says why they are not.
+func (w *worker) healthy(ctx context.Context, stdout io.Writer) error {
+	project := w.currentProject()
+	if project == nil {
+		return errNotDeployed
+	}
+	bad, logs := w.awaitHealthy(ctx, project)
+	if bad == nil {
+		return nil
+	}
+	w.sayLogs(stdout, logs)
+	return bad
 }
 
 // down sets the stop marker, so the service stays down across polls and
@@ -54,15 +76,24 @@ func (w *worker) down(ctx context.Context, stdout, stderr io.Writer) error {
 	if project == nil {
 		return nil
 	}
-	return w.runCompose(ctx, project, stdout, "down", "--remove-orphans")
+	err := w.runCompose(ctx, project, stdout, "down", "--remove-orphans")
+	// Status says at once what is left, not what ran before the down.
+	if ps, perr := w.containers(ctx); perr == nil {
+		w.record(ps, nil)
+	}
+	return err
 }
 
-// gitPull syncs now and retries a commit whose deploy failed.
+// gitPull syncs now, retries a commit whose deploy failed and judges a
+// rejected one again.
 func (w *worker) gitPull(ctx context.Context, stdout, stderr io.Writer) error {
+	w.cause = "git pull"
 	return w.sync(ctx, stdout, true)
 }
 
-// check renders and validates the checkout as deployed and prints the verdict.
+// check renders and validates the checkout as deployed and prints the
+// verdict. When the upstream head is a rejected commit it is judged again
+// too: one that passes now deploys on the next poll.
 func (w *worker) check(ctx context.Context, stdout io.Writer) (bool, error) {
 	if !w.repo.cloned() {
 		return false, errNotDeployed
@@ -77,6 +108,28 @@ func (w *worker) check(ctx context.Context, stdout io.Writer) (bool, error) {
 	if len(violations) == 0 {
 		fmt.Fprintln(stdout, "ok: the checkout passes the policy")
 	}
+	if st, _, _ := w.snapshot(); st.Rejected == "" || st.Rejected != st.Upstream {
+		return len(violations) == 0, nil
+	}
+	err = w.serialize(ctx, func(ctx context.Context) error {
+		st, _, _ := w.snapshot()
+		if st.Rejected == "" || st.Rejected != st.Upstream {
+			return nil // judged meanwhile
+		}
+		w.cause = "check"
+		return w.accept(ctx, stdout, st.Rejected)
+	})
+	var outcome *deployError
+	if errors.As(err, &outcome) {
+		return false, nil // refuse has printed the violations
+	}
+	if err != nil {
+		return false, err
+	}
+	if st, _, _ := w.snapshot(); st.Rejected == "" {
+		fmt.Fprintf(stdout, "the upstream head passes the policy now; it deploys on the next poll\n")
+		w.trigger.fire()
+	}
 	return len(violations) == 0, nil
 }
 
@@ -87,6 +140,9 @@ func (w *worker) status() serviceStatus {
 		Name:       w.svc.Name,
 		Branch:     w.svc.Branch,
 		Deployed:   w.st.Deployed,
+		DeployedAt: w.st.DeployedAt,
+		Attempt:    w.st.Attempt,
+		Containers: append([]psEntry(nil), w.ctrs...),
 		Upstream:   w.st.Upstream,
 		LastSync:   w.st.LastSync,
 		LastDeploy: w.st.LastDeploy,

@@ -778,11 +778,15 @@ func (s *sshServer) runSession(ctx context.Context, conn *ssh.ServerConn, ch ssh
 	status, result := exitOf(err)
 	var re *requestError
 	var es exitStatus
+	var outcome *deployError
 	switch {
 	case err == nil, errors.As(err, &es):
 		// The op has said what it had to say.
 	case errors.As(err, &re):
 		fmt.Fprintln(ch.Stderr(), re.Error())
+	case errors.As(err, &outcome):
+		// One line a CI log shows next to the exit status: what did not deploy, and why.
+		fmt.Fprintf(ch.Stderr(), "pgod: %s\n", outcome.msg)
 	case ctx.Err() == nil: // else the client is gone and hears nothing
 		fmt.Fprintf(ch.Stderr(), "Error: %v\n", err)
 	}
@@ -852,6 +856,7 @@ func exitOf(err error) (int, string) {
 	var re *requestError
 	var es exitStatus
 	var busy *busyError
+	var outcome *deployError
 	switch {
 	case err == nil:
 		return 0, "ok"
@@ -859,6 +864,10 @@ func exitOf(err error) (int, string) {
 		return re.status(), re.result()
 	case errors.As(err, &busy):
 		return exitBusy, "busy"
+	case errors.As(err, &outcome):
+		return outcome.status(), outcome.result
+	case errors.Is(err, context.DeadlineExceeded):
+		return exitTimeout, resultTimeout
 	case errors.As(err, &es):
 		return int(es), "error"
 	}

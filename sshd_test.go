@@ -273,8 +273,8 @@ func TestSSHStatus(t *testing.T) {
 		LastSync: time.Now().Add(-time.Minute)}
 	ts := startSSH(t, newFakeCtl(svc), nil)
 	stdout, _, status := runSSH(t, ts.mustDial(t, key), "web//status")
-	for _, want := range []string{"branch:      main", "deployed:    aaaa", "upstream:    bbbb", "result:      rejected",
-		`  - service "app": privileged is not allowed`, "stopped:     yes", "containers:  0 running of 2 desired", "last deploy: never", "(1m0s ago)"} {
+	for _, want := range []string{"branch:      main", "deployed:    aaaa", "upstream:    bbbb", "rejected:    bbbb",
+		`  - service "app": privileged is not allowed`, "stopped:     yes", "containers:  0 running of 2 desired", "(1m0s ago)"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("status lacks %q:\n%s", want, stdout)
 		}
@@ -1151,6 +1151,38 @@ func TestSourceOf(t *testing.T) {
 	} {
 		if got := sourceOf(tcpAddr(addr)); got != want {
 			t.Errorf("sourceOf(%s) = %q, want %q", addr, got, want)
+		}
+	}
+}
+
+// A deploy that did not end with the commit running and healthy gives the
+// op its documented exit status and one line on stderr, as CI shows them.
+func TestSSHDeployOutcomes(t *testing.T) {
+	key := newTestKey(t)
+	for _, tc := range []struct {
+		op     string
+		err    error
+		status int
+	}{
+		{"up", deployFailure(resultRejected, "rejected abc1234: 1 policy violations"), exitRejected},
+		{"up", deployFailure(resultRolledBack, "deploy of abc1234 failed, rolled back to def5678: compose up: boom"), exitFailed},
+		{"up", deployFailure(resultUnhealthy, "deploy of abc1234 failed, rolled back to def5678: unhealthy: web-app-1 exited with status 1"), exitUnhealthy},
+		{"up", deployFailure(resultTimeout, "deploy of abc1234 failed: timeout: not ready after 2m0s"), exitTimeout},
+		{"restart", deployFailure(resultUnhealthy, "unhealthy: web-app-1 restarts repeatedly"), exitUnhealthy},
+	} {
+		svc := newFakeService("web", key.PublicKey())
+		if tc.op == "up" {
+			svc.upErr = tc.err
+		} else {
+			svc.healthErr = tc.err
+		}
+		ts := startSSH(t, newFakeCtl(svc), nil)
+		_, stderr, status := runSSH(t, ts.mustDial(t, key), "web//"+tc.op)
+		if status != tc.status {
+			t.Errorf("%s ending in %q: exit status %d, want %d", tc.op, tc.err, status, tc.status)
+		}
+		if want := "pgod: " + tc.err.Error() + "\n"; stderr != want {
+			t.Errorf("%s ending in %q: stderr %q, want %q", tc.op, tc.err, stderr, want)
 		}
 	}
 }

@@ -12,16 +12,24 @@ import (
 // <dir>/.pgo/<name>/state.json next to the project files it names.
 type savedState struct {
 	Deployed   string    // commit whose project (deployed.json) runs
+	DeployedAt time.Time // when it was deployed
 	Validated  string    // commit checked out, whose project (validated.json) passed the policy
-	Upstream   string    // last commit seen on the branch
-	LastSync   time.Time // last successful ls-remote
-	LastDeploy time.Time // last deploy attempt
-	LastResult string    // resultOK, ...
-	LastError  string    // last failure, secrets redacted
-	Rejected   string    // last commit refused by the policy; not retried
-	Rejection  []string  // its violations
-	Failed     string    // last commit whose deploy failed; retried only on request
-	ReloadErr  string    // last Caddy reload failure
+	// Build identities (build.go) of the deployed and the validated
+	// project: part of what runs, as the projects are.
+	DeployedBuilds  map[string]string
+	ValidatedBuilds map[string]string
+	Upstream        string            // last commit seen on the branch
+	LastSync        time.Time         // last successful ls-remote
+	LastDeploy      time.Time         // last deploy attempt
+	LastResult      string            // resultOK, ...
+	LastError       string            // last failure, secrets redacted
+	Attempt         attempt           // the last deploy attempt, with the last log lines of a container that failed it
+	Rejected        string            // last commit refused by the policy; not retried
+	Rejection       []string          // its violations
+	RejectedBy      string            // the rules it was judged by (see rulesID); judged again under others
+	Failed          string            // last commit whose deploy failed; retried only on request
+	BadImages       map[string]string // service -> image ID an image update rolled back; not tried again
+	ReloadErr       string            // last Caddy reload failure
 }
 
 // statePaths are the files of one service under <dir>/.pgo/<name>.

@@ -3,13 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,6 +55,12 @@ type worker struct {
 	keys      []*authorizedKey
 	running   int
 	desired   int
+	ctrs      []psEntry // the project's containers at the last look
+
+	// cause names what started the operation holding the lock ("poll",
+	// "git pull", ...), for the attempts it records. Only the lock's
+	// holder reads or writes it.
+	cause string
 }
 
 // errNotDeployed is returned by ops that need a deployed project before the first deploy.
@@ -118,6 +129,7 @@ func (w *worker) run(ctx context.Context) {
 		err := w.lock.hold(ctx, "poll", func() error {
 			sctx, cancel := context.WithTimeout(ctx, syncTimeout)
 			defer cancel()
+			w.cause = "poll"
 			return w.sync(sctx, nil, false)
 		})
 		if ctx.Err() != nil {
@@ -173,7 +185,7 @@ func jitter(d time.Duration) time.Duration {
 func (w *worker) serialize(ctx context.Context, f func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
-	return w.lock.tryHold(ctx, "an SSH op", opLockWait, func() error { return f(ctx) })
+	return w.lock.tryHold(ctx, "an SSH op", opLockWait, func() error { return timedOut(ctx, f(ctx)) })
 }
 
 // opLockWait is how long an SSH op waits for the service's lock.
@@ -228,7 +240,8 @@ func (w *worker) snapshot() (savedState, []byte, []byte) {
 
 // sync brings the service in line with its branch: clone, look upstream,
 // judge a new commit, deploy it or keep what runs running. force retries a
-// commit whose deploy failed before.
+// commit whose deploy failed before and judges a rejected one again. A
+// commit that did not deploy ends it with a *deployError.
 func (w *worker) sync(ctx context.Context, out io.Writer, force bool) error {
 	w.prepared.Store(false)
 	if err := w.prepare(ctx); err != nil {
@@ -243,19 +256,36 @@ func (w *worker) sync(ctx context.Context, out io.Writer, force bool) error {
 	st, _, validated := w.snapshot()
 
 	switch {
-	case upstream == st.Rejected:
-		w.debugOrSay(out, force, "commit %s was rejected by the policy; waiting for a new one", short(upstream))
+	case upstream == st.Rejected && !force && st.RejectedBy == w.rulesID():
+		w.debugOrSay(out, false, "commit %s was rejected by the policy; waiting for a new one", short(upstream))
 	case upstream == st.Failed && !force:
 		w.debugOrSay(out, false, "commit %s failed to deploy before; waiting for a new one or a git pull", short(upstream))
-	case upstream != st.Validated || validated == nil:
+	case upstream != st.Validated || validated == nil || upstream == st.Rejected:
+		// A rejected commit is judged again on request and under changed
+		// rules: the operator may have fixed what refused it in pgo.toml.
 		if err := w.accept(ctx, out, upstream); err != nil {
-			if errors.Is(err, errRejected) || errors.Is(err, errReported) {
-				return w.repair(ctx, out)
+			var outcome *deployError
+			if errors.As(err, &outcome) {
+				// What ran before runs on, and is kept running.
+				if rerr := w.repair(ctx, out); rerr != nil {
+					w.log.Warn("repair after " + outcome.result + ": " + rerr.Error())
+				}
+				return err
 			}
 			return w.failSync(out, err)
 		}
 	}
 	return w.converge(ctx, out, force)
+}
+
+// rulesID names the rules a commit is judged by: pgo's version and the
+// service's config. A rejection under other rules is judged again.
+func (w *worker) rulesID() string {
+	c := *w.svc
+	c.Line = 0
+	data, _ := json.Marshal(&c)
+	sum := sha256.Sum256(append([]byte(version+"\n"), data...))
+	return hex.EncodeToString(sum[:8])
 }
 
 // debugOrSay tells the client, or only the debug log when nobody asked.
@@ -348,12 +378,6 @@ func (w *worker) ownDir(dir string, mode os.FileMode) error {
 	return os.Lchown(dir, int(w.acct.UID), int(w.acct.GID))
 }
 
-// errRejected and errReported end a sync whose outcome is recorded already.
-var (
-	errRejected = errors.New("rejected")
-	errReported = errors.New("reported")
-)
-
 // accept judges commit: render it in a staging worktree, and only when it
 // passes check it out and render it again from the live checkout (paths in the
 // rendered project point there). Once something runs, a rejected commit
@@ -380,8 +404,8 @@ func (w *worker) accept(ctx context.Context, out io.Writer, commit string) error
 		return err
 	}
 	staged, violations, err := renderProject(ctx, w.renderRequest(stage))
-	if err == nil && w.refuse(out, commit, violations) {
-		err = errRejected
+	if err == nil {
+		err = w.refuse(out, commit, violations)
 	}
 	if err == nil {
 		// Images come before the checkout moves: a failed pull changes nothing.
@@ -401,9 +425,13 @@ func (w *worker) accept(ctx context.Context, out io.Writer, commit string) error
 			return err
 		}
 		project, violations, err = renderProject(ctx, w.renderRequest(w.checkout))
-		if err == nil && w.refuse(out, commit, violations) {
-			err = errRejected
+		if err == nil {
+			err = w.refuse(out, commit, violations)
 		}
+	}
+	var builds map[string]string
+	if err == nil {
+		builds, err = w.buildIdentity(ctx, commit, project)
 	}
 	if err != nil {
 		if head != "" {
@@ -423,7 +451,9 @@ func (w *worker) accept(ctx context.Context, out io.Writer, commit string) error
 	w.mu.Lock()
 	w.validated = project
 	w.mu.Unlock()
-	w.update(func(s *savedState) { s.Validated, s.LastError, s.Rejected, s.Rejection = commit, "", "", nil })
+	w.update(func(s *savedState) {
+		s.Validated, s.ValidatedBuilds, s.LastError, s.Rejected, s.Rejection, s.RejectedBy = commit, builds, "", "", nil, ""
+	})
 	w.loadKeys()
 	w.say(out, "commit %s passed the policy", short(commit))
 	return nil
@@ -442,21 +472,31 @@ func (w *worker) pull(ctx context.Context, out io.Writer, commit string, project
 		err = w.runComposeIn(ctx, project, dir, out, "pull", "--quiet", "--ignore-buildable", "--policy", "missing")
 	}
 	if err != nil {
-		msg := redact(err.Error(), w.secrets)
-		w.update(func(s *savedState) { s.LastResult, s.LastError, s.LastDeploy = resultFailed, msg, time.Now() })
-		w.d.metrics.deploy(w.svc.Name, resultFailed)
-		w.tell(eventFailed, commit, msg)
-		w.say(out, "deploy of %s failed: %s", short(commit), msg)
-		return errReported
+		outcome := deployFailure(resultFailed, "deploy of %s failed: %s", short(commit), redact(err.Error(), w.secrets))
+		w.attempted(commit, outcome, nil)
+		w.tell(eventFailed, commit, outcome.msg)
+		w.say(out, "%s", outcome.msg)
+		return outcome
 	}
 	return nil
 }
 
-// refuse records a rejection when violations stop commit; for a trusted
-// (root) service it only warns.
-func (w *worker) refuse(out io.Writer, commit string, violations []violation) bool {
+// attempted records the end of an attempt to deploy commit: outcome nil
+// when it deployed.
+func (w *worker) attempted(commit string, outcome *deployError, logs []string) {
+	a := attempt{Commit: commit, Trigger: w.cause, Result: resultOK, Logs: logs, At: time.Now()}
+	if outcome != nil {
+		a.Result, a.Reason = outcome.result, outcome.msg
+	}
+	w.update(func(s *savedState) { s.Attempt, s.LastResult, s.LastError, s.LastDeploy = a, a.Result, a.Reason, a.At })
+	w.d.metrics.deploy(w.svc.Name, a.Result)
+}
+
+// refuse records a rejection when violations stop commit, and returns it;
+// for a trusted (root) service it only warns.
+func (w *worker) refuse(out io.Writer, commit string, violations []violation) error {
 	if len(violations) == 0 {
-		return false
+		return nil
 	}
 	reasons := make([]string, len(violations))
 	for i, v := range violations {
@@ -466,18 +506,19 @@ func (w *worker) refuse(out io.Writer, commit string, violations []violation) bo
 		for _, r := range reasons {
 			w.log.Warn("policy (not enforced for root): " + r)
 		}
-		return false
+		return nil
 	}
-	w.update(func(s *savedState) {
-		s.Rejected, s.Rejection, s.LastResult, s.LastDeploy = commit, reasons, resultRejected, time.Now()
-	})
-	w.d.metrics.deploy(w.svc.Name, resultRejected)
+	rules := w.rulesID()
+	w.update(func(s *savedState) { s.Rejected, s.Rejection, s.RejectedBy = commit, reasons, rules })
+	outcome := deployFailure(resultRejected, "rejected %s: %d policy violations (%s), the running deployment stays",
+		short(commit), len(reasons), reasons[0])
+	w.attempted(commit, outcome, nil)
 	w.tell(eventRejected, commit, strings.Join(reasons, "; "))
 	w.say(out, "rejected %s: %d policy violations, the running deployment stays", short(commit), len(reasons))
 	for _, r := range reasons {
 		w.say(out, "  %s", r)
 	}
-	return true
+	return outcome
 }
 
 func (w *worker) renderRequest(dir string) renderRequest {
@@ -525,11 +566,14 @@ func (w *worker) converge(ctx context.Context, out io.Writer, force bool) error 
 	if validated == nil {
 		return nil
 	}
-	changed := !bytes.Equal(deployed, validated)
-	if !changed && st.Deployed != st.Validated {
+	changed := !bytes.Equal(deployed, validated) || !maps.Equal(st.DeployedBuilds, st.ValidatedBuilds)
+	switch {
+	case !changed && st.Deployed != st.Validated:
 		// A commit that changes nothing that runs is deployed by saying so.
 		w.update(func(s *savedState) { s.Deployed = st.Validated })
 		w.say(out, "commit %s changes nothing that runs", short(st.Validated))
+	case !changed && out != nil:
+		w.say(out, "nothing new: commit %s is deployed", short(st.Deployed))
 	}
 	switch {
 	case changed && st.Failed == st.Validated && !force:
@@ -541,11 +585,27 @@ func (w *worker) converge(ctx context.Context, out io.Writer, force bool) error 
 	case changed:
 		return w.deploy(ctx, out)
 	}
-	return w.repair(ctx, out)
+	if err := w.repair(ctx, out); err != nil || deployed == nil {
+		return err
+	}
+	if w.svc.UpdateImages {
+		if err := w.updateImages(ctx, out); err != nil || out == nil {
+			return err
+		}
+	}
+	if out == nil {
+		return nil
+	}
+	// A client is told the truth about what runs, also when nothing was new.
+	if bad, logs := w.awaitHealthy(ctx, deployed); bad != nil {
+		w.sayLogs(out, logs)
+		return bad
+	}
+	return nil
 }
 
-// deploy runs the validated project: images first, then up; a failed up goes
-// back to the last good commit.
+// deploy runs the validated project: images first, then up, then the health
+// gate; a failed up or gate goes back to the last good commit.
 func (w *worker) deploy(ctx context.Context, out io.Writer) error {
 	st, deployed, project := w.snapshot()
 	commit := st.Validated
@@ -563,10 +623,26 @@ func (w *worker) deploy(ctx context.Context, out io.Writer) error {
 	w.update(func(s *savedState) { s.LastDeploy = time.Now() })
 
 	if err := w.lastCheck(ctx, project); err != nil {
-		return w.failDeploy(ctx, out, commit, err, false)
+		release() // the rollback takes a slot of its own
+		return w.failDeploy(ctx, out, commit, deployFailure(resultRejected, "%s", redact(err.Error(), w.secrets)), nil, false)
+	}
+	// Only the services whose build changed are built; up then recreates
+	// the containers whose image moved.
+	if names := rebuilt(st.DeployedBuilds, st.ValidatedBuilds); len(names) > 0 {
+		w.say(out, "building %s", strings.Join(names, ", "))
+		if err := w.runCompose(ctx, project, out, append([]string{"build", "--"}, names...)...); err != nil {
+			release()
+			return w.failDeploy(ctx, out, commit, deployFailure(resultFailed, "%s", redact(err.Error(), w.secrets)), nil, false)
+		}
 	}
 	if err := w.runCompose(ctx, project, out, "up", "-d", "--remove-orphans", "--quiet-pull"); err != nil {
-		return w.failDeploy(ctx, out, commit, err, true)
+		release()
+		return w.failDeploy(ctx, out, commit, deployFailure(resultFailed, "%s", redact(err.Error(), w.secrets)), nil, true)
+	}
+	release() // the gate only looks; other services may deploy meanwhile
+	w.say(out, "waiting up to %s for the containers of %s to be ready", w.healthTimeout(project), short(commit))
+	if bad, logs := w.awaitHealthy(ctx, project); bad != nil {
+		return w.failDeploy(ctx, out, commit, bad, logs, true)
 	}
 	if err := writeFileAtomic(w.state.deployed(), project, 0o600); err != nil {
 		return err
@@ -574,26 +650,31 @@ func (w *worker) deploy(ctx context.Context, out io.Writer) error {
 	w.mu.Lock()
 	w.deployed = project
 	w.mu.Unlock()
-	w.update(func(s *savedState) { s.Deployed, s.LastResult, s.LastError, s.Failed = commit, resultOK, "", "" })
-	w.d.metrics.deploy(w.svc.Name, resultOK)
+	w.update(func(s *savedState) {
+		s.Deployed, s.DeployedBuilds, s.DeployedAt, s.Failed = commit, st.ValidatedBuilds, time.Now(), ""
+	})
+	w.attempted(commit, nil, nil)
 	if st.LastResult != "" && st.LastResult != resultOK {
 		w.tell(eventRecovered, commit, "deployed after "+st.LastResult)
 	}
-	w.say(out, "deployed %s (%d services changed)", short(commit), changedServices(deployed, project))
+	w.say(out, "deployed %s (%d services changed)", short(commit), changedServices(deployed, project, rebuilt(st.DeployedBuilds, st.ValidatedBuilds)))
 	if err := w.pins.unpinUnused(project); err != nil {
 		w.log.Warn("bind pins of the last deploy: " + err.Error())
 	}
 	w.d.caddy.fire() // URLs may point at new containers; the Caddy loop runs outside this service's lock
-	release()        // repair takes a slot of its own
 	return w.repair(ctx, out)
 }
 
-// failDeploy puts the last good commit back in the checkout, and after a
-// failed up also runs it again.
-func (w *worker) failDeploy(ctx context.Context, out io.Writer, commit string, cause error, upRan bool) error {
+// failDeploy puts the last good commit back in the checkout, and when up
+// ran also runs it again, health-gated as any deploy. The rollback runs to
+// its end also when the client left or the op's deadline passed.
+func (w *worker) failDeploy(ctx context.Context, out io.Writer, commit string, cause *deployError, logs []string, upRan bool) error {
 	st, deployed, _ := w.snapshot()
-	msg := redact(cause.Error(), w.secrets)
-	result := resultFailed
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commandTimeout+w.healthTimeout(deployed))
+	defer cancel()
+	w.sayLogs(out, logs)
+	msg := cause.msg
+	rolledBack := false
 	if st.Deployed != "" && st.Deployed != commit {
 		if err := w.repo.checkout(ctx, st.Deployed); err != nil {
 			w.log.Error("cannot restore the checkout of " + short(st.Deployed) + ": " + err.Error())
@@ -601,30 +682,69 @@ func (w *worker) failDeploy(ctx context.Context, out io.Writer, commit string, c
 			w.mu.Lock()
 			w.validated = deployed
 			w.mu.Unlock()
-			w.update(func(s *savedState) { s.Validated = st.Deployed })
+			w.update(func(s *savedState) { s.Validated, s.ValidatedBuilds = st.Deployed, st.DeployedBuilds })
 			w.loadKeys()
 		}
 		if upRan {
-			if err := w.runCompose(ctx, deployed, out, "up", "-d", "--remove-orphans"); err != nil {
-				msg += "; rollback failed too: " + redact(err.Error(), w.secrets)
-			} else {
-				result = resultRolledBack
-			}
+			// The images of the failed commit's builds carry the names of
+			// the last good one's: build those again first.
+			rebuild := slices.DeleteFunc(rebuilt(st.DeployedBuilds, st.ValidatedBuilds), func(n string) bool { return st.DeployedBuilds[n] == "" })
+			rolledBack = w.rollBack(ctx, out, deployed, rebuild, &msg)
 		}
 	}
-	w.update(func(s *savedState) { s.LastResult, s.LastError, s.Failed = result, msg, commit })
-	w.d.metrics.deploy(w.svc.Name, result)
-	if result == resultRolledBack {
-		w.tell(eventRolledBack, commit, msg)
-	} else {
-		w.tell(eventFailed, commit, msg)
+	outcome := &deployError{result: cause.result, msg: fmt.Sprintf("deploy of %s failed: %s", short(commit), msg)}
+	if rolledBack {
+		outcome.msg = fmt.Sprintf("deploy of %s failed, rolled back to %s: %s", short(commit), short(st.Deployed), msg)
+		if outcome.result == resultFailed {
+			outcome.result = resultRolledBack
+		}
 	}
-	if result == resultRolledBack {
-		w.say(out, "deploy of %s failed, rolled back to %s: %s", short(commit), short(st.Deployed), msg)
-	} else {
-		w.say(out, "deploy of %s failed: %s", short(commit), msg)
+	w.update(func(s *savedState) { s.Failed = commit })
+	w.attempted(commit, outcome, logs)
+	switch {
+	case outcome.result == resultUnhealthy || outcome.result == resultTimeout:
+		w.tell(eventUnhealthy, commit, outcome.msg)
+	case rolledBack:
+		w.tell(eventRolledBack, commit, outcome.msg)
+	default:
+		w.tell(eventFailed, commit, outcome.msg)
 	}
-	return errors.New(msg)
+	w.say(out, "%s", outcome.msg)
+	return outcome
+}
+
+// rollBack runs the last good project again and waits for it to be ready;
+// what went wrong is added to msg.
+func (w *worker) rollBack(ctx context.Context, out io.Writer, project []byte, rebuild []string, msg *string) bool {
+	if err := w.acquireSlot(ctx); err != nil {
+		*msg += "; no rollback: " + err.Error()
+		return false
+	}
+	var err error
+	if len(rebuild) > 0 {
+		err = w.runCompose(ctx, project, out, append([]string{"build", "--"}, rebuild...)...)
+	}
+	if err == nil {
+		err = w.runCompose(ctx, project, out, "up", "-d", "--remove-orphans")
+	}
+	w.releaseSlot()
+	if err != nil {
+		*msg += "; rollback failed too: " + redact(err.Error(), w.secrets)
+		return false
+	}
+	if bad, _ := w.awaitHealthy(ctx, project); bad != nil {
+		*msg += "; the rollback is not ready either: " + bad.msg
+		return false
+	}
+	return true
+}
+
+// sayLogs shows a failed container's last log lines to the client and the log.
+func (w *worker) sayLogs(out io.Writer, logs []string) {
+	if len(logs) == 0 {
+		return
+	}
+	w.say(out, "last log lines:\n  %s", strings.Join(logs, "\n  "))
 }
 
 // login logs the service's user in to its private registries; the token
@@ -678,14 +798,20 @@ func (w *worker) repair(ctx context.Context, out io.Writer) error {
 		if err != nil {
 			return w.failSync(out, err)
 		}
-		if ps, err = w.containers(ctx); err == nil {
-			d = drift(services, ps)
+		if now, err := w.containers(ctx); err == nil {
+			ps = now
 		}
 	}
-	w.mu.Lock()
-	w.running, w.desired = d.running, d.desired
-	w.mu.Unlock()
+	w.record(ps, services)
 	return nil
+}
+
+// record keeps what the last look at the containers found, for status and metrics.
+func (w *worker) record(ps []psEntry, services map[string]projectService) {
+	d := drift(services, ps)
+	w.mu.Lock()
+	w.running, w.desired, w.ctrs = d.running, d.desired, ps
+	w.mu.Unlock()
 }
 
 // stopped reports whether the stop marker is set.
@@ -704,14 +830,16 @@ func (w *worker) keepDown(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return w.failSync(out, err)
 	}
-	w.mu.Lock()
-	w.running, w.desired = 0, 0
-	w.mu.Unlock()
+	w.record(ps, nil)
 	if len(ps) == 0 {
 		return nil
 	}
 	w.say(out, "stop marker %s is set; bringing the service down", w.stopFile)
-	return w.runCompose(ctx, project, out, "down", "--remove-orphans")
+	err = w.runCompose(ctx, project, out, "down", "--remove-orphans")
+	if ps, perr := w.containers(ctx); perr == nil {
+		w.record(ps, nil)
+	}
+	return err
 }
 
 func (w *worker) acquireSlot(ctx context.Context) error {

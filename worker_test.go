@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -128,11 +129,11 @@ func TestTrustIsDecidedByUID(t *testing.T) {
 	fake := newFakeDocker(t)
 	w, _ := testWorker(t, fake, newGitRepo(t).bare)
 	w.svc.User, w.acct.UID = "root", 1000
-	if w.renderRequest(w.checkout).Trusted || !w.refuse(nil, "c1", []violation{{Msg: "privileged is not allowed"}}) {
+	if w.renderRequest(w.checkout).Trusted || w.refuse(nil, "c1", []violation{{Msg: "privileged is not allowed"}}) == nil {
 		t.Error("a non-zero uid named root is trusted")
 	}
 	w.svc.User, w.acct.UID = "toor", 0
-	if !w.renderRequest(w.checkout).Trusted || w.refuse(nil, "c2", []violation{{Msg: "privileged is not allowed"}}) {
+	if !w.renderRequest(w.checkout).Trusted || w.refuse(nil, "c2", []violation{{Msg: "privileged is not allowed"}}) != nil {
 		t.Error("uid 0 under another name has its policy enforced, but its commands run as root")
 	}
 }
@@ -232,4 +233,33 @@ func TestWorkerTellsFailuresAndRecovery(t *testing.T) {
 	fixed := g.push(t, strings.Replace(goodCompose, "busybox:stable", "busybox:fixed", 1))
 	w.sync(context.Background(), nil, false)
 	want("recovered", fixed)
+}
+
+// A commit whose container crashes after up is rolled back, health-gated,
+// and the attempt records why with the container's last log lines.
+func TestWorkerUnhealthyDeployRollsBack(t *testing.T) {
+	w, fake, g, first := deployedWorker(t, goodCompose)
+	ctx := context.Background()
+	broken := g.push(t, strings.Replace(goodCompose, "1000", "3000", 1))
+	os.WriteFile(filepath.Join(fake.dir, "inspect-once.txt"), []byte("/web-web-1\tweb\tbusybox:stable\texited\t\t0\t1\n"), 0o644)
+	var out bytes.Buffer
+	err := w.sync(ctx, &out, false)
+	var outcome *deployError
+	if !errors.As(err, &outcome) || outcome.status() != exitUnhealthy || !strings.Contains(outcome.msg, "rolled back to "+short(first)) {
+		t.Fatalf("sync = %v, want an unhealthy deploy rolled back to %s\n%s", err, short(first), &out)
+	}
+	if got := strings.Join(fake.verbs(t), " "); !strings.HasPrefix(got, "pull up ps logs up ps") {
+		t.Errorf("calls %q, want pull, up, the gate's look, the logs, the rollback's up and its look", got)
+	}
+	st := w.status()
+	if st.Deployed != first || st.Attempt.Commit != broken || st.Attempt.Result != resultUnhealthy ||
+		!strings.Contains(st.Attempt.Reason, "web-web-1 exited with status 1") {
+		t.Fatalf("status after an unhealthy deploy: %+v", st)
+	}
+	if !strings.Contains(formatStatus(st, time.Now()), "last attempt: "+broken) {
+		t.Errorf("status does not name the attempt:\n%s", formatStatus(st, time.Now()))
+	}
+	if head, _ := w.repo.head(ctx); head != first {
+		t.Errorf("checkout at %s after the rollback, want %s", head, first)
+	}
 }
