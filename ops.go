@@ -74,9 +74,6 @@ func unauthorized(format string, a ...any) error {
 	return &requestError{kind: "Unauthorized", msg: fmt.Sprintf(format, a...)}
 }
 
-// composeServiceRE is what compose allows as a service name inside a project.
-var composeServiceRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
-
 // maxCommandLen bounds the command string; nothing legitimate comes near it.
 const maxCommandLen = 8192
 
@@ -323,7 +320,7 @@ func (a *argSpec) checkPositional(op string, positional []string, onlyFirst bool
 		if onlyFirst && i > 0 {
 			break
 		}
-		if !composeServiceRE.MatchString(s) {
+		if !composeNameRE.MatchString(s) {
 			return badRequest("%q is not a compose service name", s)
 		}
 	}

@@ -202,7 +202,7 @@ func FuzzOpParse(f *testing.F) {
 		for i, a := range out {
 			if a == "--" {
 				for _, p := range out[i+1:] {
-					if req.op != "exec" && !composeServiceRE.MatchString(p) {
+					if req.op != "exec" && !composeNameRE.MatchString(p) {
 						t.Fatalf("%q: positional %q is not a service name", command, p)
 					}
 				}

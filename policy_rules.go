@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // projectRules applies the rules to one rendered project.
@@ -32,7 +33,7 @@ func applyRules(p map[string]any, r renderRequest) []violation {
 	c := &projectRules{r: r, p: p, name: r.Service.Name, services: jsonObject(p["services"]),
 		networks: jsonObject(p["networks"]), names: newNamespaces(r.Service.Name, r.Others)}
 	c.projectIsTheService()
-	c.xPgoOnlyReload()
+	c.xPgoKnownSettings()
 	if _, ok := p["models"]; ok {
 		c.add("models", "models are not allowed")
 	}
@@ -78,21 +79,29 @@ func (c *projectRules) projectIsTheService() {
 	}
 }
 
-// xPgoOnlyReload keeps pgo's own extension to the one setting it has.
-func (c *projectRules) xPgoOnlyReload() {
+// xPgoKnownSettings keeps pgo's own extension to the settings it has:
+// reload, and health_timeout, which may only lower pgo.toml's.
+func (c *projectRules) xPgoKnownSettings() {
 	x, ok := c.p["x-pgo"]
 	if !ok {
 		return
 	}
 	m, isMap := x.(map[string]any)
 	if !isMap {
-		c.add("x-pgo", "x-pgo must be a mapping with only the key reload")
+		c.add("x-pgo", "x-pgo must be a mapping with the keys reload and health_timeout")
 	}
 	for _, k := range slices.Sorted(maps.Keys(m)) {
-		if k != "reload" {
-			c.add("x-pgo."+k, "x-pgo key %q is not allowed; only reload is", k)
-		} else if _, ok := m[k].(bool); !ok {
-			c.add("x-pgo.reload", "x-pgo reload must be true or false")
+		switch k {
+		case "reload":
+			if _, ok := m[k].(bool); !ok {
+				c.add("x-pgo.reload", "x-pgo reload must be true or false")
+			}
+		case "health_timeout":
+			if d, err := time.ParseDuration(jsonString(m[k])); err != nil || d <= 0 {
+				c.add("x-pgo.health_timeout", "x-pgo health_timeout %q is not a duration such as 30s or 2m", jsonString(m[k]))
+			}
+		default:
+			c.add("x-pgo."+k, "x-pgo key %q is not allowed; only reload and health_timeout are", k)
 		}
 	}
 }

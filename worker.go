@@ -456,6 +456,9 @@ func (w *worker) accept(ctx context.Context, out io.Writer, commit string) error
 	})
 	w.loadKeys()
 	w.say(out, "commit %s passed the policy", short(commit))
+	for _, dead := range deadRoutes(&Config{Path: w.d.flags.config}, w.svc, project) {
+		w.log.Warn(dead) // Caddy would route it to nowhere
+	}
 	return nil
 }
 
