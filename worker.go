@@ -200,6 +200,17 @@ func (w *worker) say(out io.Writer, format string, args ...any) {
 	}
 }
 
+// warn is say for what went wrong: a rejection, a failed deploy. It logs at
+// WARN, as clone and mount errors do, so that journalctl -p warning shows
+// every failure of a service.
+func (w *worker) warn(out io.Writer, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	w.log.Warn(msg)
+	if out != nil {
+		fmt.Fprintln(out, msg)
+	}
+}
+
 // update changes the state under the lock and persists it. Saves are
 // ordered, so an older snapshot is never written after a newer one.
 func (w *worker) update(f func(*savedState)) {
@@ -478,7 +489,7 @@ func (w *worker) pull(ctx context.Context, out io.Writer, commit string, project
 		outcome := deployFailure(resultFailed, "deploy of %s failed: %s", short(commit), redact(err.Error(), w.secrets))
 		w.attempted(commit, outcome, nil)
 		w.tell(eventFailed, commit, outcome.msg)
-		w.say(out, "%s", outcome.msg)
+		w.warn(out, "%s", outcome.msg)
 		return outcome
 	}
 	return nil
@@ -517,9 +528,9 @@ func (w *worker) refuse(out io.Writer, commit string, violations []violation) er
 		short(commit), len(reasons), reasons[0])
 	w.attempted(commit, outcome, nil)
 	w.tell(eventRejected, commit, strings.Join(reasons, "; "))
-	w.say(out, "rejected %s: %d policy violations, the running deployment stays", short(commit), len(reasons))
+	w.warn(out, "rejected %s: %d policy violations, the running deployment stays", short(commit), len(reasons))
 	for _, r := range reasons {
-		w.say(out, "  %s", r)
+		w.warn(out, "  %s", r)
 	}
 	return outcome
 }
@@ -712,7 +723,7 @@ func (w *worker) failDeploy(ctx context.Context, out io.Writer, commit string, c
 	default:
 		w.tell(eventFailed, commit, outcome.msg)
 	}
-	w.say(out, "%s", outcome.msg)
+	w.warn(out, "%s", outcome.msg)
 	return outcome
 }
 

@@ -263,3 +263,21 @@ func TestWorkerUnhealthyDeployRollsBack(t *testing.T) {
 		t.Errorf("checkout at %s after the rollback, want %s", head, first)
 	}
 }
+
+// What goes wrong with a service is logged at WARN, as clone errors are:
+// a rejection and a failed deploy alike.
+func TestWorkerFailuresLogAtWarn(t *testing.T) {
+	w, fake, g, _ := deployedWorker(t, goodCompose)
+	var logs bytes.Buffer
+	w.log = newLogger(&logs, false).With("service", "web")
+	bad := g.push(t, "services:\n  web:\n    image: busybox:stable\n    privileged: true\n")
+	w.sync(context.Background(), nil, false)
+	fake.fail(t, "up", true)
+	broken := g.push(t, strings.Replace(goodCompose, "busybox:stable", "busybox:broken", 1))
+	w.sync(context.Background(), nil, false)
+	for _, want := range []string{"WARN [web] rejected " + short(bad), "WARN [web] deploy of " + short(broken) + " failed"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, logs.String())
+		}
+	}
+}
