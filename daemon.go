@@ -150,9 +150,10 @@ type Daemon struct {
 	workers map[string]*worker
 	locks   map[string]*serviceLock // by service name, kept across reloads
 
-	caddy    *trigger    // asks the Caddy loop to write the snippets and reload
-	notifier *notifier   // tells people what happened (notify.go)
-	audit    *auditTrail // config reloads, for the journal and the metrics
+	stopping context.Context // done once pgod is stopping; nil in tests that never start it
+	caddy    *trigger        // asks the Caddy loop to write the snippets and reload
+	notifier *notifier       // tells people what happened (notify.go)
+	audit    *auditTrail     // config reloads, for the journal and the metrics
 }
 
 // runDaemon is pgod's main.
@@ -187,6 +188,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 func (d *Daemon) start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	d.stopping = ctx
 	if os.Geteuid() != 0 {
 		return errors.New("must run as root: it runs each service as its own user")
 	}
@@ -271,6 +273,7 @@ func (d *Daemon) start() error {
 	d.removeStale(ctx, cfg)
 	d.apply(ctx, cfg, accounts)
 	d.loop(ctx)
+	cancel() // pgod is stopping: workers and listeners see it at once (isStopping)
 	d.stopAll()
 	nctx, ncancel := context.WithTimeout(context.Background(), 5*time.Second)
 	d.notifier.close(nctx) // what is queued goes out, for a few seconds at most
@@ -506,6 +509,9 @@ func (d *Daemon) otherServices(name string) []string {
 	}
 	return others
 }
+
+// isStopping reports whether pgod is on its way out (SIGTERM, a dead listener).
+func (d *Daemon) isStopping() bool { return d.stopping != nil && d.stopping.Err() != nil }
 
 // lockFor returns the lock of the service called name, made on first use.
 func (d *Daemon) lockFor(name string) *serviceLock {

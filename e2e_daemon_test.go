@@ -95,7 +95,7 @@ func TestE2EDaemonLifecycle(t *testing.T) {
 
 	// A change upstream is deployed within a poll or two.
 	up.commit(t, map[string]string{"compose.yaml": webCompose("two")})
-	pageIs(t, name, "two", 30*time.Second)
+	pageIs(t, name, "two", 60*time.Second)
 	id := containerID(t, name+"-web-1")
 
 	// A commit the policy refuses leaves the running container alone.
@@ -120,21 +120,21 @@ func TestE2EDaemonLifecycle(t *testing.T) {
 	// A commit whose up fails is rolled back to the last good one.
 	broken := up.commit(t, map[string]string{"compose.yaml": strings.Replace(webCompose("five"), `command: ["sh", "-c",`, `command: ["/no/such/binary", "-c",`, 1)})
 	d.logShows(t, "deploy of "+short(broken)+" failed, rolled back", 60*time.Second)
-	pageIs(t, name, "two", 30*time.Second)
+	pageIs(t, name, "two", 60*time.Second)
 
 	// A good commit after all that deploys again.
 	up.commit(t, map[string]string{"compose.yaml": webCompose("six")})
-	pageIs(t, name, "six", 30*time.Second)
+	pageIs(t, name, "six", 60*time.Second)
 
 	// A container removed by hand comes back within a poll.
 	sh(t, "", "docker", "rm", "-f", name+"-web-1")
-	pageIs(t, name, "six", 30*time.Second)
+	pageIs(t, name, "six", 60*time.Second)
 
 	// The stop marker brings it down and keeps it down.
 	os.WriteFile(filepath.Join(d.dir, name+".stop"), nil, 0o644)
 	waitFor(t, "the service to go down", 30*time.Second, func() bool { return len(projectContainers(t, name)) == 0 })
 	os.Remove(filepath.Join(d.dir, name+".stop"))
-	pageIs(t, name, "six", 30*time.Second)
+	pageIs(t, name, "six", 60*time.Second)
 
 	// Removed from the config: brought down, checkout gone, data kept.
 	data := filepath.Join(d.datadir, name)

@@ -236,6 +236,11 @@ func TestE2EDeployConfigFixReadmits(t *testing.T) {
 	}
 	d.cmd.Process.Signal(sighup)
 	pageIs(t, name, "two", 60*time.Second)
+	// The page changes at up; the deploy counts once the health gate passed.
+	waitFor(t, "the re-admitted commit to be deployed", 60*time.Second, func() bool {
+		out, _, _ := d.ctl(t, team, name+"//status")
+		return strings.Contains(out, "deployed:    "+bad)
+	})
 	if st := d.agree(t, team, name); !strings.Contains(st, "deployed:    "+bad) || strings.Contains(st, "rejected:") {
 		t.Errorf("status after the config fix:\n%s", st)
 	}

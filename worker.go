@@ -683,6 +683,12 @@ func (w *worker) deploy(ctx context.Context, out io.Writer) error {
 // ran also runs it again, health-gated as any deploy. The rollback runs to
 // its end also when the client left or the op's deadline passed.
 func (w *worker) failDeploy(ctx context.Context, out io.Writer, commit string, cause *deployError, logs []string, upRan bool) error {
+	if w.d.isStopping() {
+		// Stopped mid-deploy, not failed: what runs stays, nothing is
+		// recorded, and the next start deploys the commit again, gated.
+		w.log.Info("pgod is stopping: " + short(commit) + " is left as it is and deployed again at the next start")
+		return cause
+	}
 	st, deployed, _ := w.snapshot()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commandTimeout+w.healthTimeout(deployed))
 	defer cancel()
