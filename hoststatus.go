@@ -60,7 +60,7 @@ func hostRowOf(st serviceStatus, now time.Time) hostRow {
 	r := hostRow{name: st.Name, state: serviceState(st), commit: "-", age: "-", result: "-",
 		containers: fmt.Sprintf("%d/%d", st.Running, st.Desired)}
 	if st.Deployed != "" {
-		r.commit = shortCommit(st.Deployed)
+		r.commit = short(st.Deployed)
 		if !st.DeployedAt.IsZero() {
 			r.age = shortAge(now.Sub(st.DeployedAt))
 		}
@@ -91,13 +91,6 @@ func formatHostStatus(sts []serviceStatus, now time.Time) string {
 		rows[i] = hostRowOf(st, now)
 	}
 	return formatHostRows(rows)
-}
-
-func shortCommit(c string) string {
-	if len(c) > 7 {
-		return c[:7]
-	}
-	return c
 }
 
 // shortAge is d in its two largest units, as "3d4h", "2h5m", "40s".
