@@ -38,7 +38,7 @@ func serviceState(st serviceStatus) string {
 	switch {
 	case st.Stopped:
 		return stateStopped
-	case st.Rejected != "" && (st.Rejected == st.Upstream || st.Deployed == ""):
+	case st.Rejected != "" && st.Rejected == st.Upstream:
 		return stateRejected
 	case st.LastResult != "" && st.LastResult != resultOK && st.LastResult != resultRejected:
 		return stateFailing

@@ -28,6 +28,7 @@ func TestFormatHostStatus(t *testing.T) {
 		{Name: "db", Deployed: "dddddddddd", DeployedAt: now.Add(-40 * time.Second), LastResult: "unhealthy", Running: 0, Desired: 1},
 		{Name: "new"},
 		{Name: "first", Rejected: "eeeeeeeeee", Upstream: "eeeeeeeeee", LastResult: resultRejected},
+		{Name: "moved", Rejected: "eeeeeeeeee", Upstream: "9999999999", LastResult: resultFailed}, // a later commit failed
 		{Name: "shrunk", Deployed: "ffffffffff", DeployedAt: now.Add(-time.Minute), LastResult: resultOK, Running: 1, Desired: 3},
 	}
 	want := []string{
@@ -36,6 +37,7 @@ func TestFormatHostStatus(t *testing.T) {
 		"cache stopped ccccccc 5m ok 0/1",
 		"db failing ddddddd 40s unhealthy 0/1",
 		"first rejected - - rejected 0/0",
+		"moved failing - - failed 0/0",
 		"new not deployed yet - - - 0/0",
 		"shrunk failing fffffff 1m ok 1/3",
 		"web deployed 0123456 1d2h ok 2/2",

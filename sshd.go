@@ -795,8 +795,9 @@ func (s *sshServer) runSession(ctx context.Context, conn *ssh.ServerConn, ch ssh
 	case ctx.Err() == nil: // else the client is gone and hears nothing
 		fmt.Fprintf(ch.Stderr(), "Error: %v\n", err)
 	}
-	// Only a service that exists is named in metrics and logs, so a client
-	// cannot mint label values or fill the log with names of its choosing.
+	// Only a service that exists, or the host-wide "*", is named in metrics
+	// and logs, so a client cannot mint label values or fill the log with
+	// names of its choosing.
 	name := ""
 	if svc != nil || req.service == hostTarget || (req.service != "" && s.ctl.lookup(req.service) != nil) {
 		name = req.service
