@@ -21,6 +21,11 @@ type controller interface {
 	// knownKey reports whether some service lets key in from remote (see
 	// authorized), and where it is listed, as "web ssh/alice.pub:2", for logs.
 	knownKey(key ssh.PublicKey, remote net.Addr) (where string, ok bool)
+	// operator returns the line of the operator keys (operators.go) that
+	// lets key in from remote now, or nil: such a key drives every service.
+	operator(key ssh.PublicKey, remote net.Addr) *authorizedKey
+	// statuses snapshots every service, for the host-wide view.
+	statuses() []serviceStatus
 }
 
 // serviceControl is one managed service as the SSH ops see it.

@@ -47,6 +47,8 @@ Flags:
         --hostkey FILE     SSH host key (default <dir>/.pgo/ssh_host_ed25519_key)
         --docker PATH      docker binary (default docker)
         --mount-cmd PATH   mount binary for NFS shares (default mount)
+        --operators DIR    operator keys, *.pub, that drive every service and
+                           may run *//status (default /etc/pgo/operators)
         --debug            log the commands run, secrets redacted
     -v, --version          print the version and exit
     -h, --help             print this text
@@ -59,6 +61,7 @@ type daemonFlags struct {
 	webhooksAddr         string
 	hostKey, docker      string
 	mountCmd             string
+	operators            string // directory of operator keys
 	duration             time.Duration
 	maxParallel          int
 	debug, version       bool
@@ -84,6 +87,7 @@ func parseDaemonFlags(args []string, stdout, stderr io.Writer) (*daemonFlags, in
 	fs.StringVar(&f.hostKey, "hostkey", "", "")
 	fs.StringVar(&f.docker, "docker", "docker", "")
 	fs.StringVar(&f.mountCmd, "mount-cmd", "mount", "")
+	fs.StringVar(&f.operators, "operators", defaultOperatorsDir, "")
 	fs.DurationVar(&f.duration, "t", 5*time.Minute, "")
 	fs.DurationVar(&f.duration, "duration", 5*time.Minute, "")
 	fs.IntVar(&f.maxParallel, "max-parallel", 4, "")
@@ -116,6 +120,7 @@ func parseDaemonFlags(args []string, stdout, stderr io.Writer) (*daemonFlags, in
 	}
 	f.dir = filepath.Clean(f.dir)
 	f.datadir = filepath.Clean(f.datadir)
+	f.operators = filepath.Clean(f.operators)
 	if f.hostKey == "" {
 		f.hostKey = filepath.Join(f.dir, ".pgo", "ssh_host_ed25519_key")
 	}
@@ -154,6 +159,8 @@ type Daemon struct {
 	caddy    *trigger        // asks the Caddy loop to write the snippets and reload
 	notifier *notifier       // tells people what happened (notify.go)
 	audit    *auditTrail     // config reloads, for the journal and the metrics
+
+	operators operatorKeys // read at start and on every reload
 }
 
 // runDaemon is pgod's main.
@@ -239,6 +246,7 @@ func (d *Daemon) start() error {
 		version, v, len(cfg.Services), sshLn.Addr(), describeListeners(listeners)))
 	d.warnWebhooksOff(cfg)
 
+	d.loadOperators()
 	srv := newSSHServer(d, hostKey, d.log, d.metrics)
 	var listenerDied atomic.Bool
 	go func() {
@@ -325,8 +333,10 @@ func fileStamp(path string) string {
 	return fmt.Sprintf("%d %d", fi.Size(), fi.ModTime().UnixNano())
 }
 
-// reload reads the config again; an invalid one leaves everything running as it is.
+// reload reads the operator keys and the config again; an invalid config
+// leaves everything running as it is.
 func (d *Daemon) reload(ctx context.Context) {
+	d.loadOperators()
 	cfg, err := loadConfig(d.flags.config)
 	if err == nil {
 		var accounts map[string]*account
@@ -795,7 +805,7 @@ func (d *Daemon) statuses() []serviceStatus {
 	return out
 }
 
-// lookup and knownKey make the daemon the SSH server's controller.
+// lookup, knownKey, operator and statuses make the daemon the SSH server's controller.
 func (d *Daemon) lookup(name string) serviceControl {
 	if w := d.worker(name); w != nil {
 		return w
@@ -804,10 +814,24 @@ func (d *Daemon) lookup(name string) serviceControl {
 }
 
 func (d *Daemon) knownKey(key ssh.PublicKey, remote net.Addr) (string, bool) {
+	if k := d.operators.authorized(key, remote); k != nil {
+		return k.source, true
+	}
 	for _, w := range d.allWorkers() {
 		if k := w.authorized(key, remote); k != nil {
 			return w.svc.Name + " " + k.source, true
 		}
 	}
 	return "", false
+}
+
+func (d *Daemon) operator(key ssh.PublicKey, remote net.Addr) *authorizedKey {
+	return d.operators.authorized(key, remote)
+}
+
+// loadOperators reads the operator keys again and says what it skipped.
+func (d *Daemon) loadOperators() {
+	for _, p := range d.operators.load(d.flags.operators) {
+		d.log.Warn(p)
+	}
 }

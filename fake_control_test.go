@@ -19,8 +19,9 @@ import (
 // fakeCtl is a controller for tests: services with keys, and compose and
 // docker commands that are small shell scripts.
 type fakeCtl struct {
-	mu       sync.Mutex
-	services map[string]*fakeService
+	mu        sync.Mutex
+	services  map[string]*fakeService
+	operators []*authorizedKey
 }
 
 func newFakeCtl(services ...*fakeService) *fakeCtl {
@@ -40,9 +41,43 @@ func (f *fakeCtl) lookup(name string) serviceControl {
 	return nil
 }
 
+// setOperators lists keys without options, as operators/ops.pub.
+func (f *fakeCtl) setOperators(keys ...ssh.PublicKey) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.operators = nil
+	for i, k := range keys {
+		ak, err := parseKeyLine(ssh.MarshalAuthorizedKey(k))
+		if err != nil {
+			panic(err)
+		}
+		ak.source = fmt.Sprintf("operators/ops.pub:%d", i+1)
+		f.operators = append(f.operators, ak)
+	}
+}
+
+func (f *fakeCtl) operator(key ssh.PublicKey, remote net.Addr) *authorizedKey {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return findKey(f.operators, key, remote, time.Now())
+}
+
+func (f *fakeCtl) statuses() []serviceStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []serviceStatus
+	for _, s := range f.services {
+		out = append(out, s.status())
+	}
+	return out
+}
+
 func (f *fakeCtl) knownKey(key ssh.PublicKey, remote net.Addr) (string, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if k := findKey(f.operators, key, remote, time.Now()); k != nil {
+		return k.source, true
+	}
 	for _, s := range f.services {
 		if k := s.authorized(key, remote); k != nil {
 			return s.name + " " + k.source, true

@@ -14,6 +14,7 @@ const usage = `Usage:
     pgo ctl [flags] host:name//op [args...]
                               drive a service over SSH (also: pgoctl ...)
     pgo check [flags] [PATH]  validate pgo.toml and a compose project offline
+    pgo status [flags]        list every service from pgod's saved state (root)
     pgo version               print the version
     pgo help                  print this text
 
@@ -21,10 +22,11 @@ pgod runs as root under systemd, reads /etc/pgo.toml, clones every service's
 repository, checks its compose file against the security policy and keeps the
 branch deployed with "docker compose up". Teams drive their own service with
 pgoctl over pgod's SSH server (port 2222), authorised by the public keys in
-the ssh/ directory of their repository. See pgo(8).
+the ssh/ directory of their repository; the host's operators, by the keys in
+/etc/pgo/operators, drive every service. See pgo(8).
 
-The flags of each mode follow; "pgo daemon -h", "pgo ctl -h" and
-"pgo check -h" print them one mode at a time.
+The flags of each mode follow; "pgo daemon -h", "pgo ctl -h", "pgo check -h"
+and "pgo status -h" print them one mode at a time.
 `
 
 // version is stamped at build time with -ldflags "-X main.version=...".
@@ -54,6 +56,8 @@ func run(argv []string, stdout, stderr io.Writer) int {
 		return runCtl(args, stdout, stderr)
 	case "check":
 		return runCheck(args, stdout, stderr)
+	case "status":
+		return runStatus(args, stdout, stderr)
 	case "version", "-v", "--version":
 		fmt.Fprintf(stdout, "pgo %s\n", version)
 		return 0
@@ -67,5 +71,5 @@ func run(argv []string, stdout, stderr io.Writer) int {
 
 // fullUsage is the overview followed by every mode's flags.
 func fullUsage() string {
-	return usage + "\n" + daemonUsage + "\n" + ctlUsage + "\n" + checkUsage
+	return usage + "\n" + daemonUsage + "\n" + ctlUsage + "\n" + checkUsage + "\n" + statusUsage
 }

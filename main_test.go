@@ -19,6 +19,7 @@ func TestModes(t *testing.T) {
 		{[]string{"pgo", "ctl", "--help"}, 0, "PGOCTL_HOSTKEY", ""},
 		{[]string{"pgo", "check", "-h"}, 0, "--datadir", ""},
 		{[]string{"pgo", "daemon", "-h"}, 0, "--max-parallel", ""},
+		{[]string{"pgo", "status", "-h"}, 0, "without pgod running", ""},
 		{[]string{"pgo", "frobnicate"}, 2, "", `pgo: unknown command "frobnicate"`},
 		{[]string{"pgo"}, 2, "", "Usage:"},
 	} {
@@ -39,9 +40,10 @@ func TestHelpNamesEveryFlag(t *testing.T) {
 	help := stdout.String()
 	for _, flag := range []string{
 		"--config", "--dir", "--datadir", "--ssh", "--metrics", "--duration", "--max-parallel",
-		"--hostkey", "--docker", "--mount-cmd", "--debug", "--version", // pgod
+		"--hostkey", "--docker", "--mount-cmd", "--operators", "--debug", "--version", // pgod
 		"-i KEYFILE", "-p PORT", "--known-hosts", "PGOCTL_ID", "PGOCTL_HOSTKEY", // pgoctl
 		"-s SERVICE", // pgo check
+		"pgo status [-c CONFIG] [-d DIR]",
 	} {
 		if !strings.Contains(help, flag) {
 			t.Errorf("pgo help does not name %s", flag)

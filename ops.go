@@ -86,6 +86,9 @@ func parseCommand(command string) (opRequest, error) {
 	if !ok {
 		return opRequest{}, badRequest("command must look like NAME//OP [ARGS...], as in %q", "web//ps")
 	}
+	if name == hostTarget {
+		return parseHostCommand(rest)
+	}
 	if !serviceNameRE.MatchString(name) {
 		return opRequest{}, badRequest("%q is not a valid service name", name)
 	}
@@ -110,6 +113,22 @@ func parseCommand(command string) (opRequest, error) {
 		return opRequest{}, notFound("no op %q; ops: %s", op, strings.Join(opNames(), ", "))
 	}
 	return opRequest{service: name, op: op, args: args}, nil
+}
+
+// parseHostCommand parses what follows "*//": the host-wide op, status,
+// which takes no arguments.
+func parseHostCommand(rest string) (opRequest, error) {
+	words, err := splitWords(rest)
+	if err != nil {
+		return opRequest{}, badRequest("%v", err)
+	}
+	if len(words) == 0 || words[0] != "status" {
+		return opRequest{}, notFound("the host-wide %q has one op: %q", hostTarget+"//", hostTarget+"//status")
+	}
+	if len(words) > 1 {
+		return opRequest{}, badRequest("%s takes no arguments, got %q", hostTarget+"//status", words[1])
+	}
+	return opRequest{service: hostTarget, op: "status"}, nil
 }
 
 // splitWords splits s into words as sh(1) would, without any expansion:

@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -773,7 +774,11 @@ func (s *sshServer) runSession(ctx context.Context, conn *ssh.ServerConn, ch ssh
 			fmt.Fprintf(ch.Stderr(), "pgod: %s forbids a terminal (no-pty or restrict), running without one\r\n", listed.source)
 			pty = nil
 		}
-		err = s.runOp(ctx, req, svc, ch, pty, winch)
+		if req.service == hostTarget {
+			_, err = io.WriteString(ch, formatHostStatus(s.ctl.statuses(), time.Now()))
+		} else {
+			err = s.runOp(ctx, req, svc, ch, pty, winch)
+		}
 	}
 	status, result := exitOf(err)
 	var re *requestError
@@ -790,10 +795,11 @@ func (s *sshServer) runSession(ctx context.Context, conn *ssh.ServerConn, ch ssh
 	case ctx.Err() == nil: // else the client is gone and hears nothing
 		fmt.Fprintf(ch.Stderr(), "Error: %v\n", err)
 	}
-	// Only a service that exists is named in metrics and logs, so a client
-	// cannot mint label values or fill the log with names of its choosing.
+	// Only a service that exists, or the host-wide "*", is named in metrics
+	// and logs, so a client cannot mint label values or fill the log with
+	// names of its choosing.
 	name := ""
-	if svc != nil || (req.service != "" && s.ctl.lookup(req.service) != nil) {
+	if svc != nil || req.service == hostTarget || (req.service != "" && s.ctl.lookup(req.service) != nil) {
 		name = req.service
 	}
 	if result == "unauthorized" {
@@ -813,9 +819,11 @@ func (s *sshServer) runSession(ctx context.Context, conn *ssh.ServerConn, ch ssh
 }
 
 // authorize parses command and checks that the connection's key may drive
-// its service from the client's address, returning the key's line in the
-// service's ssh/. A service that does not exist and one that does not let
-// the key in get the same answer, so a key learns nothing of other services.
+// its service from the client's address, returning the key's line: in the
+// operator keys, which drive every service and alone may run the host-wide
+// op, else in the service's ssh/. A service that does not exist and one
+// that does not let the key in get the same answer, so a key learns nothing
+// of other services.
 func (s *sshServer) authorize(conn *ssh.ServerConn, command string) (opRequest, serviceControl, *authorizedKey, error) {
 	req, err := parseCommand(command)
 	if err != nil {
@@ -825,9 +833,19 @@ func (s *sshServer) authorize(conn *ssh.ServerConn, command string) (opRequest, 
 	if err != nil {
 		return req, nil, nil, unauthorized("no usable key")
 	}
+	operator := s.ctl.operator(key, conn.RemoteAddr())
+	if req.service == hostTarget {
+		if operator == nil {
+			return req, nil, nil, unauthorized("key %s is not an operator key; %s is for the host's operators", ssh.FingerprintSHA256(key), hostTarget+"//status")
+		}
+		return req, nil, operator, nil
+	}
 	svc := s.ctl.lookup(req.service)
 	if svc == nil {
 		return req, nil, nil, unauthorized("key %s is not allowed for service %q", ssh.FingerprintSHA256(key), req.service)
+	}
+	if operator != nil {
+		return req, svc, operator, nil
 	}
 	listed := svc.authorized(key, conn.RemoteAddr())
 	if listed == nil {
