@@ -22,6 +22,7 @@ const ctlUsage = `Usage: pgoctl [-i KEYFILE] [-p PORT] [--known-hosts FILE] HOST
 Runs OP on the pgo service NAME through pgod's SSH server on HOST, e.g.
     pgoctl -i ~/.ssh/id_web prod1:web//logs -f --tail 20 app
     pgoctl prod1:web//exec -it app sh
+    pgoctl prod1:'*//status'        every service, with an operator key
 
 Flags:
     -i KEYFILE          private key file (default: $PGOCTL_ID, else the first of
@@ -41,8 +42,11 @@ Environment:
 Ops: up, down, stop, start, restart, ps, pull, logs, exec, check (alias load),
 git pull, git hash, status, ping.
 
-Exit status: the op's own; 64 bad request, 69 not found, 77 unauthorized (sent
-by pgod); 2 usage error; 255 connection, host key or authentication failure.
+Exit status: the op's own; for ops that deploy (git pull, up, restart) 0 only
+when what runs is healthy, 65 rejected by the policy, 70 failed, 71 unhealthy
+(rolled back), 124 timeout; 64 bad request, 69 not found, 75 busy (try again),
+77 unauthorized (sent by pgod); 2 usage error; 255 connection, host key or
+authentication failure.
 `
 
 // ctlClient is one pgoctl run; its fields are the outside world, so tests can supply their own.
