@@ -156,13 +156,9 @@ func (w *worker) containers(ctx context.Context) ([]psEntry, error) {
 // status, tab-separated; the last two may be missing.
 func parsePS(out string) ([]psEntry, error) {
 	var entries []psEntry
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		if line == "" {
-			continue
-		}
-		f := strings.Split(line, "\t")
+	for _, f := range tabRows(out) {
 		if len(f) != 3 && len(f) != 5 {
-			return nil, fmt.Errorf("docker ps: unexpected line %q", line)
+			return nil, fmt.Errorf("docker ps: unexpected line %q", strings.Join(f, "\t"))
 		}
 		e := psEntry{Name: f[0], State: f[1], Service: f[2]}
 		if len(f) == 5 {
@@ -171,6 +167,18 @@ func parsePS(out string) ([]psEntry, error) {
 		entries = append(entries, e)
 	}
 	return entries, nil
+}
+
+// tabRows splits the output of a docker command asked for one
+// tab-separated row per object into its rows' fields; blank lines are skipped.
+func tabRows(out string) [][]string {
+	var rows [][]string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if line != "" {
+			rows = append(rows, strings.Split(line, "\t"))
+		}
+	}
+	return rows
 }
 
 // healthOf reads the health from docker ps's status text, as in

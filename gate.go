@@ -44,18 +44,14 @@ const inspectFormat = "{{.Name}}\t{{index .Config.Labels \"com.docker.compose.se
 
 func parseInspect(out string) ([]containerHealth, error) {
 	var cs []containerHealth
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		if line == "" {
-			continue
-		}
-		f := strings.Split(line, "\t")
+	for _, f := range tabRows(out) {
 		if len(f) != 7 {
-			return nil, fmt.Errorf("docker inspect: unexpected line %q", line)
+			return nil, fmt.Errorf("docker inspect: unexpected line %q", strings.Join(f, "\t"))
 		}
 		restarts, err1 := strconv.Atoi(f[5])
 		code, err2 := strconv.Atoi(f[6])
 		if err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("docker inspect: unexpected line %q", line)
+			return nil, fmt.Errorf("docker inspect: unexpected line %q", strings.Join(f, "\t"))
 		}
 		cs = append(cs, containerHealth{psEntry: psEntry{Name: strings.TrimPrefix(f[0], "/"), Service: f[1], Image: f[2],
 			State: f[3], Health: f[4]}, Restarts: restarts, ExitCode: code})
