@@ -24,11 +24,6 @@ const defaultHealthTimeout = 2 * time.Minute
 // healthPoll is how often the gate looks at the containers.
 const healthPoll = 500 * time.Millisecond
 
-// readySettle is how long every container must stay ready, without a
-// restart, before the gate passes: a container that crashes right after it
-// starts looks "running" at first.
-const readySettle = 3 * time.Second
-
 // crashRestarts is how many restarts during the gate count as a crash loop.
 const crashRestarts = 2
 
@@ -195,7 +190,6 @@ func (w *worker) awaitHealthy(ctx context.Context, project []byte) (*deployError
 	limit := w.healthTimeout(project)
 	deadline := time.Now().Add(limit)
 	baseline := map[string]int{}
-	var readySince time.Time // when every container was first seen ready, zero while not
 	var v healthVerdict
 	for {
 		cs, err := w.inspectContainers(ctx)
@@ -208,11 +202,7 @@ func (w *worker) awaitHealthy(ctx context.Context, project []byte) (*deployError
 			switch {
 			case v.failed != "":
 				return deployFailure(resultUnhealthy, "unhealthy: %s", v.failed), w.lastLogs(ctx, v.culprit)
-			case !v.ready():
-				readySince = time.Time{}
-			case readySince.IsZero():
-				readySince = time.Now()
-			case time.Since(readySince) >= readySettle:
+			case v.ready():
 				return nil, nil
 			}
 		} else if ctx.Err() != nil {
@@ -228,9 +218,6 @@ func (w *worker) awaitHealthy(ctx context.Context, project []byte) (*deployError
 			return deployFailure(resultTimeout, "timeout while waiting for the containers: %s", strings.Join(v.waiting, ", ")), nil
 		case <-timer.C:
 		}
-	}
-	if v.ready() {
-		return nil, nil // ready at the deadline, if not yet for readySettle: a short health_timeout
 	}
 	if v.unhealthy != "" {
 		return deployFailure(resultUnhealthy, "unhealthy after %s: %s", limit, strings.Join(v.waiting, ", ")), w.lastLogs(ctx, v.unhealthy)
