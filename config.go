@@ -40,6 +40,8 @@ type Service struct {
 	Notify        []*NotifyEndpoint // the service's own endpoints, on top of the config's
 	HealthTimeout time.Duration     // how long a deploy's containers have to be ready; 0 means defaultHealthTimeout
 	UpdateImages  bool              // pull every poll and redeploy services whose image moved
+	SignedCommits bool              // deploy only commits signed by a key of ssh/ of the deployed commit
+	Signers       []string          // authorized_keys lines that may sign the first deploy
 
 	Line int // line of the [[services]] header in the config file
 }
@@ -48,7 +50,7 @@ type Service struct {
 var serviceKeys = []string{
 	"name", "user", "repository", "branch", "registries", "compose", "env", "urls",
 	"networks", "import", "reload", "mount", "ports", "webhook_secret", "notify",
-	"health_timeout", "update_images",
+	"health_timeout", "update_images", "signed_commits", "signers",
 }
 
 // topKeys are the keys pgo.toml may have at its top level.
@@ -183,6 +185,11 @@ func (c *configChecker) service(i int, v *tomlValue) *Service {
 			sc.errorf(v.Line, "%s is required", required)
 		}
 	}
+	if sign, ok := t.Values["signed_commits"]; ok && s.SignedCommits {
+		if signers, listed := t.Values["signers"]; !listed || signers.Kind == tomlKindArray && len(signers.Array) == 0 {
+			sc.errorf(sign.Line, `signed_commits needs signers for the first deploy: list the public keys that may sign it, as in signers = ["ssh-ed25519 AAAA... alice@laptop"]; later commits are checked against the keys under ssh/ of the deployed commit`)
+		}
+	}
 	for _, ep := range s.Notify {
 		ep.Service = s.Name
 	}
@@ -280,6 +287,21 @@ func (sc *serviceChecker) key(s *Service, key string, v *tomlValue) {
 			sc.errorf(v.Line, "update_images must be true or false, not %s", v.Kind)
 		}
 		s.UpdateImages = v.Bool
+	case "signed_commits":
+		if v.Kind != tomlKindBool {
+			sc.errorf(v.Line, "signed_commits must be true or false, not %s", v.Kind)
+		}
+		s.SignedCommits = v.Bool
+	case "signers":
+		s.Signers = sc.strList(key, v, func(e string) string {
+			if strings.ContainsAny(e, "\r\n") {
+				return "must be one line, one key an element"
+			}
+			if _, err := parseKeyLine([]byte(e)); err != nil {
+				return fmt.Sprintf("not a public key line: %v (write it as in a .pub file, \"ssh-ed25519 AAAA... alice@laptop\")", err)
+			}
+			return ""
+		})
 	default:
 		sc.errorf(v.Line, "%s", unknownKey(key, v.Line, serviceKeys))
 	}
@@ -665,6 +687,21 @@ func validBranch(b string) bool {
 		}
 	}
 	return true
+}
+
+// signerKeys are the service's signers, parsed; each names its place in
+// pgo.toml, "pgo.toml signers[0]". parseConfig has checked every line.
+func (s *Service) signerKeys() []*authorizedKey {
+	var keys []*authorizedKey
+	for i, line := range s.Signers {
+		k, err := parseKeyLine([]byte(line))
+		if err != nil {
+			continue
+		}
+		k.source = fmt.Sprintf("pgo.toml signers[%d]", i)
+		keys = append(keys, k)
+	}
+	return keys
 }
 
 // registryLogin is one entry of registries, split.

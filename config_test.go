@@ -515,3 +515,55 @@ func TestParseConfigDeployKeys(t *testing.T) {
 		t.Errorf("health_timeout %s, update_images %v; want 45s and true", s.HealthTimeout, s.UpdateImages)
 	}
 }
+
+func TestParseConfigSignedCommits(t *testing.T) {
+	alice := authorizedLine(t, "", newTestKey(t).PublicKey())
+	bob := authorizedLine(t, `expiry-time="20991231"`, newTestKey(t).PublicKey())
+	const head = "[[services]]\nname = \"web\"\nuser = \"web\"\nrepository = \"https://example.org/web\"\n"
+	doc := head + "signed_commits = true\nsigners = [\n  \"" + alice + "\",\n  '" + bob + "',\n]\n"
+	cfg, err := parseConfig("pgo.toml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.Services[0]
+	if !s.SignedCommits || !reflect.DeepEqual(s.Signers, []string{alice, bob}) {
+		t.Fatalf("signed_commits %v, signers %q; want true and both lines", s.SignedCommits, s.Signers)
+	}
+	keys := s.signerKeys()
+	if len(keys) != 2 || keys[0].source != "pgo.toml signers[0]" || keys[1].source != "pgo.toml signers[1]" || keys[1].expiry.IsZero() {
+		t.Errorf("signerKeys: %d keys %+v", len(keys), keys)
+	}
+
+	cfg, err = parseConfig("pgo.toml", []byte(head))
+	if err != nil || cfg.Services[0].SignedCommits || cfg.Services[0].Signers != nil {
+		t.Errorf("by default: %v, %+v; want signed_commits off and no signers", err, cfg.Services[0])
+	}
+
+	needs := `signed_commits needs signers for the first deploy: list the public keys that may sign it, as in signers = ["ssh-ed25519 AAAA... alice@laptop"]; later commits are checked against the keys under ssh/ of the deployed commit`
+	for _, tc := range []struct {
+		name, doc string
+		want      []string
+	}{
+		{"no signers", head + "signed_commits = true\n", []string{`pgo.toml:5: service "web": ` + needs}},
+		{"empty signers", head + "signed_commits = true\nsigners = []\n", []string{`pgo.toml:5: service "web": ` + needs}},
+		{"wrong types", head + "signed_commits = \"yes\"\nsigners = \"" + alice + "\"\n", []string{
+			`pgo.toml:5: service "web": signed_commits must be true or false, not a string`,
+			`pgo.toml:6: service "web": signers must be an array of strings, not a string`,
+		}},
+		{"lines that are no key", head + "signed_commits = true\nsigners = [\n  \"ssh-ed25519 AAAA\",\n  '" + `command="/bin/sh" ` + alice + "',\n  \"" + alice + `\n` + alice + "\",\n]\n", []string{
+			`pgo.toml:7: service "web": signers[0]: not a public key line: no valid public key (write it as in a .pub file, "ssh-ed25519 AAAA... alice@laptop")`,
+			`pgo.toml:8: service "web": signers[1]: not a public key line: option command is not supported (pgod honours from=, expiry-time=, no-pty, restrict and the no-*-forwarding options) (write it as in a .pub file, "ssh-ed25519 AAAA... alice@laptop")`,
+			`pgo.toml:9: service "web": signers[2]: must be one line, one key an element`,
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseConfig("pgo.toml", []byte(tc.doc))
+			if err == nil {
+				t.Fatal("parseConfig accepted it")
+			}
+			if got := strings.Split(err.Error(), "\n"); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("errors:\n%s\nwant:\n%s", err, strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}

@@ -18,8 +18,9 @@ import (
 
 // The keys that may drive a service are the ssh/*.pub files of its deployed
 // checkout, in OpenSSH's authorized_keys format: one key a line, with
-// options before it. The checkout is the team's to change, also while root
-// reads it, so nothing in it is followed or trusted beyond its bytes.
+// options before it; the keys of ssh/ro/*.pub may drive it read-only. The
+// checkout is the team's to change, also while root reads it, so nothing in
+// it is followed or trusted beyond its bytes.
 
 // Bounds on what one service's ssh/ may make pgod read and hold.
 const (
@@ -37,11 +38,13 @@ type authorizedKey struct {
 	from   []string  // from= patterns; nil: any address
 	expiry time.Time // expiry-time=; zero: never
 	noPTY  bool      // no-pty, or restrict without pty
+
+	readOnly bool // listed under ssh/ro/: may drive the service read-only
 }
 
 // permits reports whether k lets its key in from remote at now.
 func (k *authorizedKey) permits(remote net.Addr, now time.Time) bool {
-	if !k.expiry.IsZero() && !now.Before(k.expiry) {
+	if k.expired(now) {
 		return false
 	}
 	if k.from == nil {
@@ -49,6 +52,11 @@ func (k *authorizedKey) permits(remote net.Addr, now time.Time) bool {
 	}
 	ip, ok := remoteIP(remote)
 	return ok && matchFrom(k.from, ip)
+}
+
+// expired reports whether k's expiry-time has passed at now.
+func (k *authorizedKey) expired(now time.Time) bool {
+	return !k.expiry.IsZero() && !now.Before(k.expiry)
 }
 
 // findKey returns the first of keys that is key and lets it in from remote
@@ -64,9 +72,13 @@ func findKey(keys []*authorizedKey, key ssh.PublicKey, remote net.Addr, now time
 	return nil
 }
 
-// readKeys reads the keys in dir (a checkout's ssh/) and says what it
-// skipped and why, one problem a line, each naming the file and line.
-// A missing dir holds no keys and is no problem.
+// readKeys reads the keys in dir (a checkout's ssh/) and, marked
+// read-only, those in its subdirectory ro/, and says what it skipped and
+// why, one problem a line, each naming the file and line. The keys of ssh/
+// come first, so that a key listed in both places is read-write wherever
+// its ssh/ line lets it in (findKey takes the first line that does). The
+// bounds hold for the two directories together. A missing dir or ro/ holds
+// no keys and is no problem.
 func readKeys(dir string) (keys []*authorizedKey, problems []string) {
 	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
 	switch {
@@ -79,58 +91,170 @@ func readKeys(dir string) (keys []*authorizedKey, problems []string) {
 	}
 	d := os.NewFile(uintptr(fd), dir)
 	defer d.Close()
-	files, err := keyFiles(d)
+	files, seen, err := keyFiles(d, maxKeyDirEntries)
 	if err != nil {
 		return nil, []string{fmt.Sprintf("ssh/: %v; no key loaded", err)}
 	}
-	if len(files) > maxKeyFiles {
-		problems = append(problems, fmt.Sprintf("ssh/: %d .pub files, only the first %d by name are read", len(files), maxKeyFiles))
-		files = files[:maxKeyFiles]
+	kr := &keyReader{now: time.Now()}
+	ro, roFiles := kr.readOnlyFiles(d, seen)
+	if ro != nil {
+		defer ro.Close()
 	}
-	now := time.Now()
-	for _, name := range files {
-		data, err := readRegularAt(fd, name, maxKeyFileSize)
+	files, roFiles = capFiles(kr, files, roFiles)
+	kr.readFiles(fd, "ssh/", files, false)
+	if ro != nil {
+		kr.readFiles(int(ro.Fd()), "ssh/ro/", roFiles, true)
+	}
+	return kr.keys, kr.problems
+}
+
+// keyReader collects the keys of a service and what was skipped, within
+// the bounds on a service's keys.
+type keyReader struct {
+	keys     []*authorizedKey
+	problems []string
+	now      time.Time // keys expired at now are skipped
+}
+
+func (kr *keyReader) problemf(format string, args ...any) {
+	kr.problems = append(kr.problems, fmt.Sprintf(format, args...))
+}
+
+// add parses the bytes of the key file where ("ssh/alice.pub").
+func (kr *keyReader) add(where string, data []byte, readOnly bool) {
+	keys, problems := parseKeyFile(where, data, maxKeys-len(kr.keys), kr.now)
+	for _, k := range keys {
+		k.readOnly = readOnly
+	}
+	kr.keys = append(kr.keys, keys...)
+	kr.problems = append(kr.problems, problems...)
+}
+
+// readFiles adds the key files names of the directory dirfd, which errors
+// call prefix ("ssh/").
+func (kr *keyReader) readFiles(dirfd int, prefix string, names []string, readOnly bool) {
+	for _, name := range names {
+		data, err := readRegularAt(dirfd, name, maxKeyFileSize)
 		if err != nil {
-			problems = append(problems, fmt.Sprintf("ssh/%s: skipped, %v", name, err))
+			kr.problemf("%s%s: skipped, %v", prefix, name, err)
 			continue
 		}
-		for i, line := range bytes.Split(data, []byte("\n")) {
-			line = bytes.TrimSpace(line)
-			if len(line) == 0 || line[0] == '#' {
-				continue
-			}
-			where := fmt.Sprintf("ssh/%s:%d", name, i+1)
-			if len(keys) == maxKeys {
-				problems = append(problems, fmt.Sprintf("%s: skipped, a service has at most %d keys", where, maxKeys))
-				continue
-			}
-			k, err := parseKeyLine(line)
-			if err != nil {
-				problems = append(problems, fmt.Sprintf("%s: key skipped, %v", where, err))
-				continue
-			}
-			if !k.expiry.IsZero() && !now.Before(k.expiry) {
-				problems = append(problems, fmt.Sprintf("%s: key skipped, expired at %s", where, k.expiry.Format(time.RFC3339)))
-				continue
-			}
-			k.source = where
-			keys = append(keys, k)
+		kr.add(prefix+name, data, readOnly)
+	}
+}
+
+// readOnlyFiles opens ro/ in d, whose listing had seen entries, and lists
+// its key files; nil when there is none or it is refused, with a problem
+// saying why.
+func (kr *keyReader) readOnlyFiles(d *os.File, seen int) (*os.File, []string) {
+	ro, problem := openReadOnlyDir(d)
+	if ro == nil {
+		if problem != "" {
+			kr.problemf("%s", problem)
 		}
+		return nil, nil
+	}
+	files, roSeen, err := keyFiles(ro, maxKeyDirEntries-seen)
+	switch {
+	case err != nil && seen+roSeen > maxKeyDirEntries:
+		kr.problemf("ssh/ro/: ssh/ and ssh/ro/ hold more than %d entries together; no read-only key loaded", maxKeyDirEntries)
+	case err != nil:
+		kr.problemf("ssh/ro/: %v; no read-only key loaded", err)
+	}
+	return ro, files
+}
+
+// capFiles keeps the first maxKeyFiles of files and then roFiles, and
+// says so when that leaves some out.
+func capFiles[T any](kr *keyReader, files, roFiles []T) ([]T, []T) {
+	n := len(files) + len(roFiles)
+	if n <= maxKeyFiles {
+		return files, roFiles
+	}
+	if len(roFiles) == 0 {
+		kr.problemf("ssh/: %d .pub files, only the first %d by name are read", n, maxKeyFiles)
+	} else {
+		kr.problemf("ssh/ and ssh/ro/: %d .pub files, only the first %d are read (by name, ssh/ first)", n, maxKeyFiles)
+	}
+	files = files[:min(len(files), maxKeyFiles)]
+	return files, roFiles[:maxKeyFiles-len(files)]
+}
+
+// openReadOnlyDir opens the ro/ subdirectory of the open directory d
+// without following a symlink, or says why not ("" when there is none).
+// It refuses an ro/ that someone other than d's owner owns, or that more
+// users may write to than may write to d: who cannot add a key to d must
+// not add one to ro/ (a root-owned operators directory, say, with an ro/
+// anyone may write to).
+func openReadOnlyDir(d *os.File) (*os.File, string) {
+	fd, err := syscall.Openat(int(d.Fd()), "ro", syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	switch {
+	case errors.Is(err, syscall.ENOENT):
+		return nil, ""
+	case errors.Is(err, syscall.ELOOP), errors.Is(err, syscall.ENOTDIR):
+		return nil, "ssh/ro/: not a directory (a symlink is not followed); no read-only key loaded"
+	case err != nil:
+		return nil, fmt.Sprintf("ssh/ro/: %v; no read-only key loaded", err)
+	}
+	ro := os.NewFile(uintptr(fd), "ro")
+	var parent, sub syscall.Stat_t
+	if err := syscall.Fstat(int(d.Fd()), &parent); err != nil {
+		ro.Close()
+		return nil, fmt.Sprintf("ssh/: %v; no read-only key loaded", err)
+	}
+	if err := syscall.Fstat(fd, &sub); err != nil {
+		ro.Close()
+		return nil, fmt.Sprintf("ssh/ro/: %v; no read-only key loaded", err)
+	}
+	if sub.Uid != parent.Uid || sub.Mode&0o022&^parent.Mode != 0 {
+		ro.Close()
+		return nil, fmt.Sprintf("ssh/ro/: owned by uid %d with mode %04o, but ssh/ by uid %d with mode %04o; no read-only key loaded (give ro/ the owner and write permissions of ssh/)",
+			sub.Uid, sub.Mode&0o7777, parent.Uid, parent.Mode&0o7777)
+	}
+	return ro, ""
+}
+
+// parseKeyFile parses the bytes of one key file, named where as in
+// "ssh/alice.pub", into its keys, at most room of them, and says what it
+// skipped and why, one problem a line naming file and line. A key expired
+// at now is skipped.
+func parseKeyFile(where string, data []byte, room int, now time.Time) (keys []*authorizedKey, problems []string) {
+	for i, line := range bytes.Split(data, []byte("\n")) {
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		at := fmt.Sprintf("%s:%d", where, i+1)
+		if len(keys) >= room {
+			problems = append(problems, fmt.Sprintf("%s: skipped, a service has at most %d keys", at, maxKeys))
+			continue
+		}
+		k, err := parseKeyLine(line)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: key skipped, %v", at, err))
+			continue
+		}
+		if k.expired(now) {
+			problems = append(problems, fmt.Sprintf("%s: key skipped, expired at %s", at, k.expiry.Format(time.RFC3339)))
+			continue
+		}
+		k.source = at
+		keys = append(keys, k)
 	}
 	return keys, problems
 }
 
-// keyFiles lists the *.pub names of the open directory d, sorted, refusing
-// a directory with more than maxKeyDirEntries entries rather than reading
-// an unbounded listing.
-func keyFiles(d *os.File) ([]string, error) {
+// keyFiles lists the *.pub names of the open directory d, sorted, and how
+// many entries it has, refusing a directory with more than limit entries
+// rather than reading an unbounded listing.
+func keyFiles(d *os.File, limit int) ([]string, int, error) {
 	var files []string
 	seen := 0
 	for {
 		names, err := d.Readdirnames(256)
 		seen += len(names)
-		if seen > maxKeyDirEntries {
-			return nil, fmt.Errorf("more than %d entries", maxKeyDirEntries)
+		if seen > limit {
+			return nil, seen, fmt.Errorf("more than %d entries", limit)
 		}
 		for _, n := range names {
 			if strings.HasSuffix(n, ".pub") {
@@ -141,11 +265,11 @@ func keyFiles(d *os.File) ([]string, error) {
 			break
 		}
 		if err != nil {
-			return nil, err
+			return nil, seen, err
 		}
 	}
 	slices.Sort(files)
-	return files, nil
+	return files, seen, nil
 }
 
 // readRegularAt reads the regular file name in the directory dirfd, of at

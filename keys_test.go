@@ -244,3 +244,136 @@ func TestReadKeysBounds(t *testing.T) {
 		t.Errorf("a big file: loaded %d, problems %q", len(keys), problems)
 	}
 }
+
+// TestReadKeysReadOnly: the keys of ssh/ro/ load marked read-only, after
+// those of ssh/, so a key listed in both is read-write wherever its ssh/
+// line lets it in, and read-only where only its ro/ line does.
+func TestReadKeysReadOnly(t *testing.T) {
+	alice, oncall, both := newTestKey(t).PublicKey(), newTestKey(t).PublicKey(), newTestKey(t).PublicKey()
+	dir := t.TempDir()
+	writeFile(t, dir, "team.pub", authorizedLine(t, "", alice)+"\n"+authorizedLine(t, `from="10.0.0.0/8"`, both)+"\n")
+	ro := filepath.Join(dir, "ro")
+	if err := os.Mkdir(ro, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, ro, "a-oncall.pub", authorizedLine(t, "", oncall)+"\n"+authorizedLine(t, "", both)+"\n")
+	keys, problems := readKeys(dir)
+	if len(problems) != 0 {
+		t.Fatalf("problems: %q", problems)
+	}
+	want := []struct {
+		source   string
+		readOnly bool
+	}{{"ssh/team.pub:1", false}, {"ssh/team.pub:2", false}, {"ssh/ro/a-oncall.pub:1", true}, {"ssh/ro/a-oncall.pub:2", true}}
+	if len(keys) != len(want) {
+		t.Fatalf("loaded %d keys, want %d", len(keys), len(want))
+	}
+	for i, w := range want {
+		if keys[i].source != w.source || keys[i].readOnly != w.readOnly {
+			t.Errorf("key %d: %s read-only %v, want %s read-only %v", i, keys[i].source, keys[i].readOnly, w.source, w.readOnly)
+		}
+	}
+	now := time.Now()
+	for _, tc := range []struct {
+		key      ssh.PublicKey
+		remote   string
+		source   string
+		readOnly bool
+	}{
+		{alice, "192.0.2.1:1", "ssh/team.pub:1", false},
+		{oncall, "192.0.2.1:1", "ssh/ro/a-oncall.pub:1", true},
+		{both, "10.1.2.3:1", "ssh/team.pub:2", false},
+		{both, "192.0.2.1:1", "ssh/ro/a-oncall.pub:2", true},
+	} {
+		k := findKey(keys, tc.key, tcpAddr(tc.remote), now)
+		if k == nil || k.source != tc.source || k.readOnly != tc.readOnly {
+			t.Errorf("from %s: %+v, want %s read-only %v", tc.remote, k, tc.source, tc.readOnly)
+		}
+	}
+}
+
+// TestReadKeysRefusesUnsafeReadOnlyDir: an ro/ that is a symlink, a file,
+// or writable by more users than ssh/ loads no read-only key, and says so;
+// the keys of ssh/ still load.
+func TestReadKeysRefusesUnsafeReadOnlyDir(t *testing.T) {
+	key := authorizedLine(t, "", newTestKey(t).PublicKey())
+	elsewhere := t.TempDir()
+	writeFile(t, elsewhere, "root.pub", key+"\n")
+	for _, tc := range []struct {
+		name    string
+		make    func(ro string) error
+		problem string
+	}{
+		{"symlink", func(ro string) error { return os.Symlink(elsewhere, ro) }, "ssh/ro/: not a directory (a symlink is not followed); no read-only key loaded"},
+		{"file", func(ro string) error { return os.WriteFile(ro, []byte(key+"\n"), 0o644) }, "ssh/ro/: not a directory (a symlink is not followed); no read-only key loaded"},
+		{"writable by all", func(ro string) error {
+			if err := os.Mkdir(ro, 0o755); err != nil {
+				return err
+			}
+			writeFile(t, ro, "x.pub", key+"\n")
+			return os.Chmod(ro, 0o777)
+		}, "ssh/ro/: owned by uid"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			os.Chmod(dir, 0o755)
+			writeFile(t, dir, "team.pub", key+"\n")
+			if err := tc.make(filepath.Join(dir, "ro")); err != nil {
+				t.Fatal(err)
+			}
+			keys, problems := readKeys(dir)
+			if len(keys) != 1 || keys[0].readOnly || len(problems) != 1 || !strings.HasPrefix(problems[0], tc.problem) {
+				t.Errorf("%d keys, problems %q; want the ssh/ key and %q", len(keys), problems, tc.problem)
+			}
+		})
+	}
+}
+
+// TestReadKeysReadOnlyBounds: ssh/ and ssh/ro/ share the bounds on files,
+// keys and entries.
+func TestReadKeysReadOnlyBounds(t *testing.T) {
+	key := authorizedLine(t, "", newTestKey(t).PublicKey())
+	setup := func(t *testing.T) (dir, ro string) {
+		dir = t.TempDir()
+		os.Chmod(dir, 0o755)
+		ro = filepath.Join(dir, "ro")
+		if err := os.Mkdir(ro, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return dir, ro
+	}
+
+	dir, ro := setup(t)
+	for i := range maxKeyFiles - 2 {
+		writeFile(t, dir, fmt.Sprintf("k%03d.pub", i), key+"\n")
+	}
+	for i := range 5 {
+		writeFile(t, ro, fmt.Sprintf("r%d.pub", i), key+"\n")
+	}
+	keys, problems := readKeys(dir)
+	if len(keys) != maxKeyFiles || len(problems) != 1 || !strings.Contains(problems[0], fmt.Sprintf("ssh/ and ssh/ro/: %d .pub files, only the first %d", maxKeyFiles+3, maxKeyFiles)) ||
+		keys[len(keys)-1].source != "ssh/ro/r1.pub:1" || !keys[len(keys)-1].readOnly {
+		t.Errorf("files: loaded %d, last %s, problems %q", len(keys), keys[len(keys)-1].source, problems)
+	}
+
+	dir, ro = setup(t)
+	writeFile(t, dir, "team.pub", strings.Repeat(key+"\n", maxKeys-1))
+	writeFile(t, ro, "oncall.pub", key+"\n"+key+"\n")
+	keys, problems = readKeys(dir)
+	if len(keys) != maxKeys || len(problems) != 1 || !strings.HasPrefix(problems[0], fmt.Sprintf("ssh/ro/oncall.pub:2: skipped, a service has at most %d keys", maxKeys)) {
+		t.Errorf("keys: loaded %d, problems %q", len(keys), problems)
+	}
+
+	dir, ro = setup(t)
+	writeFile(t, dir, "team.pub", key+"\n")
+	for i := range maxKeyDirEntries - 1 {
+		writeFile(t, ro, fmt.Sprintf("junk%04d", i), "")
+	}
+	keys, problems = readKeys(dir)
+	if len(keys) != 1 || keys[0].readOnly || len(problems) != 1 || !strings.Contains(problems[0], fmt.Sprintf("ssh/ and ssh/ro/ hold more than %d entries together", maxKeyDirEntries)) {
+		t.Errorf("entries: loaded %d, problems %q", len(keys), problems)
+	}
+}
