@@ -69,6 +69,16 @@ func pageIs(t *testing.T, project, want string, timeout time.Duration) {
 	})
 }
 
+// deployedIs waits until pgod says commit is deployed: the page a new
+// container serves shows before the health gate has passed.
+func (d *daemonProc) deployedIs(t *testing.T, key, name, commit string, timeout time.Duration) {
+	t.Helper()
+	waitFor(t, name+" to have deployed "+short(commit), timeout, func() bool {
+		out, _, code := d.ctl(t, key, name+"//git", "hash")
+		return code == 0 && strings.TrimSpace(out) == commit
+	})
+}
+
 // logShows waits until pgod's log holds s.
 func (d *daemonProc) logShows(t *testing.T, s string, timeout time.Duration) {
 	t.Helper()
@@ -123,8 +133,9 @@ func TestE2EDaemonLifecycle(t *testing.T) {
 	pageIs(t, name, "two", 60*time.Second)
 
 	// A good commit after all that deploys again.
-	up.commit(t, map[string]string{"compose.yaml": webCompose("six")})
+	six := up.commit(t, map[string]string{"compose.yaml": webCompose("six")})
 	pageIs(t, name, "six", 60*time.Second)
+	d.logShows(t, "deployed "+short(six), 30*time.Second) // the health gate has passed
 
 	// A container removed by hand comes back within a poll.
 	sh(t, "", "docker", "rm", "-f", name+"-web-1")

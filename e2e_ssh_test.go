@@ -33,6 +33,7 @@ func TestE2ESSHOps(t *testing.T) {
 	d := startDaemon(t, serviceTOML(a, upA.bare, `env = ["PGOSSH_SECRET=`+secret+`"]`)+serviceTOML(b, upB.bare))
 	pageIs(t, a, "ops", 60*time.Second)
 	pageIs(t, b, "b", 60*time.Second)
+	d.deployedIs(t, team, a, first, 30*time.Second)
 	host, _ := os.Hostname()
 
 	t.Run("ping", func(t *testing.T) {

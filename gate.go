@@ -24,6 +24,11 @@ const defaultHealthTimeout = 2 * time.Minute
 // healthPoll is how often the gate looks at the containers.
 const healthPoll = 500 * time.Millisecond
 
+// readySettle is how long a running container must have run before it
+// counts as ready: one that crashes right after it starts, and is
+// restarted by its policy, looks "running" at a look in between.
+const readySettle = 3 * time.Second
+
 // crashRestarts is how many restarts during the gate count as a crash loop.
 const crashRestarts = 2
 
@@ -33,19 +38,20 @@ const logLines = 20
 // containerHealth is one container as docker inspect reports it.
 type containerHealth struct {
 	psEntry
-	Restarts int
-	ExitCode int
+	Restarts  int
+	ExitCode  int
+	StartedAt time.Time // the last start; zero when docker does not say
 }
 
 // inspectFormat asks docker inspect for a containerHealth per line.
 // Unlike docker ps, docker inspect does not read "\t" in the template: the tabs are real.
 const inspectFormat = "{{.Name}}\t{{index .Config.Labels \"com.docker.compose.service\"}}\t{{.Config.Image}}\t" +
-	"{{.State.Status}}\t{{if .State.Health}}{{.State.Health.Status}}{{end}}\t{{.RestartCount}}\t{{.State.ExitCode}}"
+	"{{.State.Status}}\t{{if .State.Health}}{{.State.Health.Status}}{{end}}\t{{.RestartCount}}\t{{.State.ExitCode}}\t{{.State.StartedAt}}"
 
 func parseInspect(out string) ([]containerHealth, error) {
 	var cs []containerHealth
 	for _, f := range tabRows(out) {
-		if len(f) != 7 {
+		if len(f) != 8 {
 			return nil, fmt.Errorf("docker inspect: unexpected line %q", strings.Join(f, "\t"))
 		}
 		restarts, err1 := strconv.Atoi(f[5])
@@ -53,8 +59,9 @@ func parseInspect(out string) ([]containerHealth, error) {
 		if err1 != nil || err2 != nil {
 			return nil, fmt.Errorf("docker inspect: unexpected line %q", strings.Join(f, "\t"))
 		}
+		started, _ := time.Parse(time.RFC3339Nano, f[7]) // "0001-01-01T00:00:00Z" before the first start
 		cs = append(cs, containerHealth{psEntry: psEntry{Name: strings.TrimPrefix(f[0], "/"), Service: f[1], Image: f[2],
-			State: f[3], Health: f[4]}, Restarts: restarts, ExitCode: code})
+			State: f[3], Health: f[4]}, Restarts: restarts, ExitCode: code, StartedAt: started})
 	}
 	return cs, nil
 }
@@ -89,13 +96,18 @@ type healthVerdict struct {
 	waiting   []string // what is not ready yet
 	pending   string   // the first container not ready yet, for its logs
 	unhealthy string   // a container whose healthcheck fails now, for the verdict at the deadline
+	settling  bool     // a ready container started less than readySettle ago
 }
 
+// ready: nothing failed and nothing is waiting. A ready verdict passes the
+// gate once settled, or at the deadline.
 func (v healthVerdict) ready() bool { return v.failed == "" && len(v.waiting) == 0 }
 
-// judgeHealth looks at the containers of services once. baseline holds each
-// container's restart count when the gate first saw it.
-func judgeHealth(services map[string]projectService, cs []containerHealth, baseline map[string]int) healthVerdict {
+func (v healthVerdict) settled() bool { return v.ready() && !v.settling }
+
+// judgeHealth looks at the containers of services once, at now. baseline
+// holds each container's restart count when the gate first saw it.
+func judgeHealth(services map[string]projectService, cs []containerHealth, baseline map[string]int, now time.Time) healthVerdict {
 	var v healthVerdict
 	byService := map[string][]containerHealth{}
 	for _, c := range cs {
@@ -124,8 +136,12 @@ func judgeHealth(services map[string]projectService, cs []containerHealth, basel
 				v.failed, v.culprit = fmt.Sprintf("%s restarts repeatedly (%d restarts, last exit status %d)", c.Name, restarts, c.ExitCode), c.Name
 			case c.State == "exited" && c.ExitCode != 0:
 				v.failed, v.culprit = fmt.Sprintf("%s exited with status %d", c.Name, c.ExitCode), c.Name
-			case c.State == "exited", c.State == "running" && (c.Health == "" || c.Health == "healthy"):
-				// a one-shot that finished, or a container that is ready
+			case c.State == "exited":
+				// a one-shot that finished
+			case c.State == "running" && c.Health == "healthy":
+				// its healthcheck says it is ready
+			case c.State == "running" && c.Health == "":
+				v.settling = v.settling || now.Sub(c.StartedAt) < readySettle
 			case c.State == "running" && c.Health == "unhealthy":
 				v.unhealthy = c.Name
 				v.wait(c.Name, "unhealthy")
@@ -197,12 +213,12 @@ func (w *worker) awaitHealthy(ctx context.Context, project []byte) (*deployError
 			v = healthVerdict{waiting: []string{err.Error()}}
 		}
 		if err == nil {
-			v = judgeHealth(services, cs, baseline)
+			v = judgeHealth(services, cs, baseline, time.Now())
 			w.record(psEntries(cs), services)
 			switch {
 			case v.failed != "":
 				return deployFailure(resultUnhealthy, "unhealthy: %s", v.failed), w.lastLogs(ctx, v.culprit)
-			case v.ready():
+			case v.settled():
 				return nil, nil
 			}
 		} else if ctx.Err() != nil {
@@ -218,6 +234,9 @@ func (w *worker) awaitHealthy(ctx context.Context, project []byte) (*deployError
 			return deployFailure(resultTimeout, "timeout while waiting for the containers: %s", strings.Join(v.waiting, ", ")), nil
 		case <-timer.C:
 		}
+	}
+	if v.ready() {
+		return nil, nil // ready, if not settled yet, at the end of a short health_timeout
 	}
 	if v.unhealthy != "" {
 		return deployFailure(resultUnhealthy, "unhealthy after %s: %s", limit, strings.Join(v.waiting, ", ")), w.lastLogs(ctx, v.unhealthy)

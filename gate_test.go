@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestJudgeHealth(t *testing.T) {
@@ -36,12 +37,43 @@ func TestJudgeHealth(t *testing.T) {
 		baseline := map[string]int{}
 		var v healthVerdict
 		for _, look := range tc.looks {
-			v = judgeHealth(one, look, baseline)
+			v = judgeHealth(one, look, baseline, time.Now())
 		}
-		if v.ready() != tc.ready || !strings.Contains(v.failed, tc.failed) || (tc.failed == "") != (v.failed == "") ||
+		if v.ready() != tc.ready || v.settled() != tc.ready || !strings.Contains(v.failed, tc.failed) || (tc.failed == "") != (v.failed == "") ||
 			!strings.Contains(strings.Join(v.waiting, ", "), tc.waiting) || (v.unhealthy != "") != tc.unwell {
 			t.Errorf("%s: verdict %+v", tc.name, v)
 		}
+	}
+}
+
+// TestJudgeHealthSettles: a container that started a moment ago is ready
+// but not settled, as a crash-looping one looks between two restarts.
+func TestJudgeHealthSettles(t *testing.T) {
+	services := map[string]projectService{"app": {Restart: "always"}}
+	now := time.Now()
+	look := func(started time.Time, health string) healthVerdict {
+		c := containerHealth{psEntry: psEntry{Name: "w-app-1", Service: "app", State: "running", Health: health}, StartedAt: started}
+		return judgeHealth(services, []containerHealth{c}, map[string]int{}, now)
+	}
+	if v := look(now.Add(-time.Second), ""); !v.ready() || v.settled() {
+		t.Errorf("started 1s ago: ready %v, settled %v; want ready, not settled", v.ready(), v.settled())
+	}
+	if v := look(now.Add(-readySettle), ""); !v.settled() {
+		t.Errorf("started %s ago: not settled", readySettle)
+	}
+	if v := look(now.Add(-time.Second), "healthy"); !v.settled() {
+		t.Error("a healthy container that started 1s ago: not settled; its healthcheck says it is ready")
+	}
+}
+
+func TestParseInspect(t *testing.T) {
+	cs, err := parseInspect("/w-app-1\tapp\tbusybox\trunning\t\t2\t0\t2026-12-02T10:00:00.123456789Z\n" +
+		"/w-init-1\tinit\tbusybox\tcreated\t\t0\t0\t0001-01-01T00:00:00Z\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs) != 2 || cs[0].Name != "w-app-1" || cs[0].Restarts != 2 || cs[0].StartedAt.Nanosecond() != 123456789 || !cs[1].StartedAt.IsZero() {
+		t.Errorf("parsed %+v", cs)
 	}
 }
 
