@@ -43,6 +43,7 @@ const (
 const (
 	refusedUnknownKey = "key not listed by any service for this address"
 	refusedForService = "key not allowed for this service"
+	refusedReadOnly   = "read-only key"
 )
 
 func newAuditTrail(log *slog.Logger, m *metrics) *auditTrail {

@@ -47,6 +47,17 @@ type serviceControl interface {
 	check(ctx context.Context, stdout io.Writer) (ok bool, err error)
 	// status is a snapshot of the service's state.
 	status() serviceStatus
+	// history prints the last n deploy attempts, newest first.
+	history(n int, stdout io.Writer) error
+	// diff prints what deploying the upstream head would change against
+	// what runs, and the policy's verdict on it; it deploys nothing.
+	diff(ctx context.Context, stdout io.Writer) error
+	// rollback deploys a commit that deployed before, named by a prefix of
+	// its hash, and freezes the service there.
+	rollback(ctx context.Context, stdout io.Writer, prefix string) error
+	// freeze stops the service following its branch; unfreeze resumes it.
+	freeze(ctx context.Context, stdout io.Writer, reason string) error
+	unfreeze(ctx context.Context, stdout io.Writer) error
 	// compose prepares "docker compose" on the deployed project as the
 	// service's user, args appended. The project arrives on stdin; the caller
 	// sets Stdout and Stderr and must not touch Stdin.
@@ -64,21 +75,62 @@ type serviceControl interface {
 type serviceStatus struct {
 	Name       string
 	Branch     string
-	Deployed   string    // commit of the running deployment, "" before the first
-	DeployedAt time.Time // since when it runs
-	Upstream   string    // last commit seen on the branch upstream
-	LastSync   time.Time // last successful contact with upstream
-	LastDeploy time.Time // last deploy attempt
-	LastResult string    // "ok", "rejected", "failed", "rolled_back", "unhealthy", "timeout", "" before the first
-	LastError  string    // why the last sync or deploy failed, secrets redacted
-	Attempt    attempt   // the last deploy attempt
-	Rejection  []string  // policy violations of the last rejected commit
-	Rejected   string    // that commit
-	Stopped    bool      // the stop marker is set
-	Running    int       // containers running
-	Desired    int       // containers that should run
-	Containers []psEntry // the project's containers at the last look
-	ReloadErr  string    // last Caddy reload failure
+	Deployed   string      // commit of the running deployment, "" before the first
+	DeployedAt time.Time   // since when it runs
+	Upstream   string      // last commit seen on the branch upstream
+	LastSync   time.Time   // last successful contact with upstream
+	LastDeploy time.Time   // last deploy attempt
+	LastResult string      // "ok", "rejected", "failed", "rolled_back", "unhealthy", "timeout", "" before the first
+	LastError  string      // why the last sync or deploy failed, secrets redacted
+	Attempt    attempt     // the last deploy attempt
+	Rejection  []string    // policy violations of the last rejected commit
+	Rejected   string      // that commit
+	Stopped    bool        // the stop marker is set
+	Running    int         // containers running
+	Desired    int         // containers that should run
+	Containers []psEntry   // the project's containers at the last look
+	ReloadErr  string      // last Caddy reload failure
+	Frozen     *freezeMark // set while the service does not follow its branch
+	Waiting    waiting     // frozen: the upstream head as judged, waiting for unfreeze
+}
+
+// freezeMark says who froze a service, when, why and where.
+type freezeMark struct {
+	By     string // the key's file and fingerprint, or "rollback by ..."
+	At     time.Time
+	Reason string
+	Commit string // the commit deployed when it was frozen
+}
+
+// waiting is the upstream head of a frozen service as pgod judged it.
+type waiting struct {
+	Commit  string
+	Verdict string // "passes the policy" or why not
+}
+
+// caller is who runs an op: the key's fingerprint and the line that let it in.
+type caller struct {
+	Fingerprint string
+	KeyFile     string // "ssh/alice.pub:1", "operators/ops.pub:1"
+}
+
+func (c caller) String() string {
+	if c.Fingerprint == "" {
+		return "-"
+	}
+	return c.KeyFile + " (" + c.Fingerprint + ")"
+}
+
+type callerKey struct{}
+
+// withCaller passes the op's caller to the service, for its history.
+func withCaller(ctx context.Context, c caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
+
+func callerOf(ctx context.Context) caller {
+	c, _ := ctx.Value(callerKey{}).(caller)
+	return c
 }
 
 // attempt is one try to deploy a commit, and how it ended.

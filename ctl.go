@@ -40,13 +40,16 @@ Environment:
                     ("SHA256:..."), several on separate lines during a key change
 
 Ops: up, down, stop, start, restart, ps, pull, logs, exec, check (alias load),
-git pull, git hash, status, ping.
+git pull, git hash, status, history [N], diff, freeze [REASON], unfreeze,
+rollback COMMIT, ping. A key under ssh/ro/ may run only ping, ps, logs,
+status, history, diff, check and git hash.
 
-Exit status: the op's own; for ops that deploy (git pull, up, restart) 0 only
-when what runs is healthy, 65 rejected by the policy, 70 failed, 71 unhealthy
-(rolled back), 124 timeout; 64 bad request, 69 not found, 75 busy (try again),
-77 unauthorized (sent by pgod); 2 usage error; 255 connection, host key or
-authentication failure.
+Exit status: the op's own; for ops that deploy (git pull, up, restart,
+rollback) 0 only when what runs is healthy, 65 rejected by the policy (or
+not signed as signed_commits asks), 70 failed, 71 unhealthy (rolled back),
+124 timeout, 78 frozen (git pull judged the head, deployed nothing); 64 bad
+request, 69 not found, 75 busy (try again), 77 unauthorized (sent by pgod);
+2 usage error; 255 connection, host key or authentication failure.
 `
 
 // ctlClient is one pgoctl run; its fields are the outside world, so tests can supply their own.

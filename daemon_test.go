@@ -51,7 +51,7 @@ echo "$verb $*" >> "$dir/calls.log"
 if [ "$1 $2 $3" = "inspect --type container" ]; then
 	# The health gate's look: unless a test says otherwise, the one service is ready.
 	if [ -e "$dir/inspect-once.txt" ]; then cat "$dir/inspect-once.txt"; rm -f "$dir/inspect-once.txt"
-	elif [ -e "$dir/inspect.txt" ]; then cat "$dir/inspect.txt"; else printf '/web-web-1\tweb\tbusybox:stable\trunning\t\t0\t0\n'; fi
+	elif [ -e "$dir/inspect.txt" ]; then cat "$dir/inspect.txt"; else printf '/web-web-1\tweb\tbusybox:stable\trunning\t\t0\t0\t2026-01-01T00:00:00Z\n'; fi
 fi
 if [ "$verb" = ps ]; then
 	# Unless a test says otherwise, the one service runs.

@@ -184,6 +184,33 @@ func (s *fakeService) check(ctx context.Context, stdout io.Writer) (bool, error)
 	return s.checkOK, nil
 }
 
+func (s *fakeService) history(n int, stdout io.Writer) error {
+	s.record(fmt.Sprintf("history %d", n))
+	fmt.Fprintln(stdout, "history: nothing yet")
+	return nil
+}
+
+func (s *fakeService) diff(ctx context.Context, stdout io.Writer) error {
+	s.record("diff")
+	fmt.Fprintln(stdout, "no change to what runs")
+	return nil
+}
+
+func (s *fakeService) rollback(ctx context.Context, stdout io.Writer, prefix string) error {
+	s.record("rollback " + prefix + " by " + callerOf(ctx).KeyFile)
+	return nil
+}
+
+func (s *fakeService) freeze(ctx context.Context, stdout io.Writer, reason string) error {
+	s.record("freeze " + reason + " by " + callerOf(ctx).KeyFile)
+	return nil
+}
+
+func (s *fakeService) unfreeze(ctx context.Context, stdout io.Writer) error {
+	s.record("unfreeze")
+	return nil
+}
+
 func (s *fakeService) status() serviceStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()

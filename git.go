@@ -394,6 +394,12 @@ func (r *repo) head(ctx context.Context) (string, error) {
 	return strings.TrimSpace(string(out)), err
 }
 
+// hasCommit reports, by its error, whether the clone holds commit.
+func (r *repo) hasCommit(ctx context.Context, commit string) error {
+	_, err := r.git(ctx, "-C", r.dir, "cat-file", "-e", commit+"^{commit}")
+	return err
+}
+
 // checkout puts commit's files in the checkout. Untracked files (the Caddy
 // snippet, data a container wrote) are left alone.
 func (r *repo) checkout(ctx context.Context, commit string) error {

@@ -27,17 +27,21 @@ const (
 	stateFailing     = "failing"
 	stateRejected    = "rejected"
 	stateStopped     = "stopped"
+	stateFrozen      = "frozen"
 	stateNotDeployed = "not deployed yet"
 )
 
 // serviceState sums a service up in a word: stopped by its marker; rejected
 // while the branch head is a commit the policy refused; failing while the
 // last deploy did not succeed or fewer containers run than should; else
-// deployed, or not deployed yet.
+// deployed, or not deployed yet; frozen while it runs but does not follow
+// its branch.
 func serviceState(st serviceStatus) string {
 	switch {
 	case st.Stopped:
 		return stateStopped
+	case st.Frozen != nil && st.Running >= st.Desired && st.Deployed != "":
+		return stateFrozen
 	case st.Rejected != "" && st.Rejected == st.Upstream:
 		return stateRejected
 	case st.LastResult != "" && st.LastResult != resultOK && st.LastResult != resultRejected:

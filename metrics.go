@@ -174,6 +174,7 @@ func (m *metrics) families() []*family {
 	lastSync := newFamily("pgo_service_last_sync_timestamp_seconds", "gauge", "Unix time of the last successful contact with the service's upstream repository.")
 	deployed := newFamily("pgo_service_last_deploy_timestamp_seconds", "gauge", "Unix time of the service's last successful deploy.")
 	stopped := newFamily("pgo_service_stopped", "gauge", "1 when the service's stop marker is set and it is kept down.")
+	frozen := newFamily("pgo_service_frozen", "gauge", "1 while the service is frozen: it does not follow its branch (freeze, rollback).")
 	violations := newFamily("pgo_policy_violations", "gauge", "Policy violations of the service's last commit, when it was rejected; 0 otherwise.")
 	running := newFamily("pgo_containers_running", "gauge", "Containers of the service's compose project that are running.")
 	desired := newFamily("pgo_containers_desired", "gauge", "Containers of the service's compose project that should be running.")
@@ -190,6 +191,7 @@ func (m *metrics) families() []*family {
 			deployed.add(unixSeconds(s.DeployedAt), "service", s.Name)
 		}
 		stopped.add(boolValue(s.Stopped), "service", s.Name)
+		frozen.add(boolValue(s.Frozen != nil), "service", s.Name)
 		n := 0
 		if s.Rejected != "" && s.Rejected == s.Upstream {
 			n = len(s.Rejection)
@@ -244,7 +246,7 @@ func (m *metrics) families() []*family {
 		}
 	}
 
-	return append([]*family{build, cmds, cmdErrs, info, lastSync, deployed, stopped, deploys, rejections, violations, running, desired, sessions, hooks, notifications},
+	return append([]*family{build, cmds, cmdErrs, info, lastSync, deployed, stopped, frozen, deploys, rejections, violations, running, desired, sessions, hooks, notifications},
 		m.auditFamilies()...)
 }
 

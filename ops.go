@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 )
 
 // An op is what a client asks for over SSH: "name//op args...", for example
@@ -206,6 +207,9 @@ type flagSpec struct {
 type argSpec struct {
 	flags    []flagSpec
 	services bool // positional arguments are compose service names
+	// words checks the positional arguments of an op that takes other
+	// words than service names (history N, rollback COMMIT, freeze REASON).
+	words func([]string) error
 }
 
 // parsedArgs is an op's checked arguments.
@@ -332,6 +336,9 @@ func (a *argSpec) parse(op string, args []string, stopAtPositional bool) (parsed
 }
 
 func (a *argSpec) checkPositional(op string, positional []string, onlyFirst bool) error {
+	if a.words != nil {
+		return a.words(positional)
+	}
 	if len(positional) > 0 && !a.services {
 		return badRequest("%s takes no arguments, got %q", op, positional[0])
 	}
@@ -415,6 +422,7 @@ func checkWorkdir(s string) error {
 // opSpec describes one op.
 type opSpec struct {
 	mutating bool     // runs inside svc.serialize, never next to a deploy
+	readOnly bool     // changes nothing: a read-only key (ssh/ro/) may run it
 	args     *argSpec // nil: the op takes no arguments
 	run      func(ctx context.Context, o *opRun) error
 	help     string
@@ -467,7 +475,7 @@ var ops = map[string]*opSpec{
 			{names: []string{"--ignore-pull-failures"}},
 		}},
 		run: runCompose("pull")},
-	"ps": {help: "compose ps [-a] [-q] [--services] [--status S] [--format table|json] [SERVICE...]",
+	"ps": {readOnly: true, help: "compose ps [-a] [-q] [--services] [--status S] [--format table|json] [SERVICE...]",
 		args: &argSpec{services: true, flags: []flagSpec{
 			{names: []string{"--all", "-a"}},
 			{names: []string{"--quiet", "-q"}},
@@ -476,7 +484,7 @@ var ops = map[string]*opSpec{
 			{names: []string{"--format"}, check: checkPSFormat},
 		}},
 		run: runCompose("ps")},
-	"logs": {help: "compose logs [-f] [--tail N] [--since T] [--until T] [-t] [--no-color] [SERVICE...]",
+	"logs": {readOnly: true, help: "compose logs [-f] [--tail N] [--since T] [--until T] [-t] [--no-color] [SERVICE...]",
 		args: &argSpec{services: true, flags: []flagSpec{
 			{names: []string{"--follow", "-f"}},
 			{names: []string{"--tail", "-n"}, check: checkTail},
@@ -496,7 +504,7 @@ var ops = map[string]*opSpec{
 			{names: []string{"--env", "-e"}, check: checkEnv},
 		}},
 		run: runExec},
-	"check": {args: noArgs, help: "check the deployed checkout, and a rejected upstream head, against the policy (alias: load)",
+	"check": {readOnly: true, args: noArgs, help: "check the deployed checkout, and a rejected upstream head, against the policy (alias: load)",
 		run: func(ctx context.Context, o *opRun) error {
 			ok, err := o.svc.check(ctx, o.stdout)
 			if err != nil {
@@ -509,7 +517,7 @@ var ops = map[string]*opSpec{
 		}},
 	"git pull": {mutating: true, args: noArgs, help: "fetch the branch and deploy now; exit 0 only when it runs and is healthy",
 		run: func(ctx context.Context, o *opRun) error { return o.svc.gitPull(ctx, o.stdout, o.stderr) }},
-	"git hash": {args: noArgs, help: "print the deployed commit",
+	"git hash": {readOnly: true, args: noArgs, help: "print the deployed commit",
 		run: func(ctx context.Context, o *opRun) error {
 			st := o.svc.status()
 			if st.Deployed == "" {
@@ -518,16 +526,78 @@ var ops = map[string]*opSpec{
 			_, err := fmt.Fprintln(o.stdout, st.Deployed)
 			return err
 		}},
-	"status": {args: noArgs, help: "branch, commits, last sync and deploy, containers",
+	"status": {readOnly: true, args: noArgs, help: "branch, commits, last sync and deploy, containers",
 		run: func(ctx context.Context, o *opRun) error {
 			_, err := io.WriteString(o.stdout, formatStatus(o.svc.status(), time.Now()))
 			return err
 		}},
-	"ping": {args: noArgs, help: "answer pong",
+	"history": {readOnly: true, help: "history [N]: the last N deploy attempts (default 20), newest first",
+		args: &argSpec{words: checkHistoryArgs},
+		run: func(ctx context.Context, o *opRun) error {
+			n := defaultHistoryLines
+			if len(o.args.positional) == 1 {
+				n, _ = strconv.Atoi(o.args.positional[0])
+			}
+			return o.svc.history(n, o.stdout)
+		}},
+	"diff": {readOnly: true, mutating: true, args: noArgs, help: "what deploying the upstream head would change, and the policy's verdict; deploys nothing",
+		run: func(ctx context.Context, o *opRun) error { return o.svc.diff(ctx, o.stdout) }},
+	"rollback": {mutating: true, help: "rollback COMMIT: deploy a commit that deployed before (a hash prefix), health-gated, and freeze there",
+		args: &argSpec{words: checkRollbackArgs},
+		run: func(ctx context.Context, o *opRun) error {
+			return o.svc.rollback(ctx, o.stdout, o.args.positional[0])
+		}},
+	"freeze": {mutating: true, help: "freeze [REASON]: stop following the branch; what runs stays, the head is still judged",
+		args: &argSpec{words: checkFreezeArgs},
+		run: func(ctx context.Context, o *opRun) error {
+			return o.svc.freeze(ctx, o.stdout, strings.Join(o.args.positional, " "))
+		}},
+	"unfreeze": {mutating: true, args: noArgs, help: "follow the branch again; the head deploys at once",
+		run: func(ctx context.Context, o *opRun) error { return o.svc.unfreeze(ctx, o.stdout) }},
+	"ping": {readOnly: true, args: noArgs, help: "answer pong",
 		run: func(ctx context.Context, o *opRun) error {
 			_, err := fmt.Fprintf(o.stdout, "pong! - %s\n", o.hostname)
 			return err
 		}},
+}
+
+// defaultHistoryLines is how many attempts history shows without N.
+const defaultHistoryLines = 20
+
+func checkHistoryArgs(words []string) error {
+	switch {
+	case len(words) > 1:
+		return badRequest("history takes one number, got %q", strings.Join(words, " "))
+	case len(words) == 0:
+		return nil
+	}
+	if n, err := strconv.Atoi(words[0]); err != nil || n < 1 || n > maxHistory {
+		return badRequest("history N: %q is not a number from 1 to %d", words[0], maxHistory)
+	}
+	return nil
+}
+
+var commitPrefixRE = regexp.MustCompile(`^[0-9a-f]{4,40}$`)
+
+func checkRollbackArgs(words []string) error {
+	if len(words) != 1 || !commitPrefixRE.MatchString(words[0]) {
+		return badRequest("rollback takes one commit, 4 to 40 lowercase hex digits of its hash; history lists those that deployed")
+	}
+	return nil
+}
+
+// maxFreezeReason bounds the reason a freeze records.
+const maxFreezeReason = 200
+
+func checkFreezeArgs(words []string) error {
+	reason := strings.Join(words, " ")
+	if len(reason) > maxFreezeReason {
+		return badRequest("freeze: the reason is longer than %d bytes", maxFreezeReason)
+	}
+	if escapeControl(reason) != reason || !utf8.ValidString(reason) {
+		return badRequest("freeze: the reason holds control characters")
+	}
+	return nil
 }
 
 // opNames lists the ops for error messages, sorted.
@@ -688,6 +758,12 @@ func formatStatus(st serviceStatus, now time.Time) string {
 		stopped = "yes (bring it back with up)"
 	}
 	line("stopped", stopped)
+	if f := st.Frozen; f != nil {
+		line("frozen", fmt.Sprintf("at %s by %s since %s: %s", orNone(short(f.Commit)), f.By, when(f.At), orNone(f.Reason)))
+		if st.Waiting.Commit != "" {
+			line("waiting", fmt.Sprintf("%s %s; it deploys after unfreeze", st.Waiting.Commit, st.Waiting.Verdict))
+		}
+	}
 	line("containers", fmt.Sprintf("%d running of %d desired", st.Running, st.Desired))
 	for _, c := range st.Containers {
 		fmt.Fprintf(&b, "  %s  %s  %s  %s\n", c.Name, orNone(c.Image), c.State, orNone(c.Health))

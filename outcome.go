@@ -18,6 +18,7 @@ const (
 	exitFailed    = 70  // a deploy step failed (pull, up); rolled back when something ran before
 	exitUnhealthy = 71  // a container crashed, restarted repeatedly or was unhealthy at the deadline; rolled back
 	exitTimeout   = 124 // as timeout(1): a deadline passed before the containers were ready; rolled back
+	exitFrozen    = 78  // EX_CONFIG: the service is frozen; the head was judged, nothing deployed
 )
 
 // resultUnhealthy and resultTimeout are deploy results next to those of control.go.

@@ -28,7 +28,7 @@ func (w *worker) authorized(key ssh.PublicKey, remote net.Addr) *authorizedKey {
 // up clears the stop marker and deploys the validated project, also when
 // x-pgo reload is false or its last deploy failed: a person asked for it.
 func (w *worker) up(ctx context.Context, stdout, stderr io.Writer) error {
-	w.cause = "up"
+	w.begin(ctx, "up")
 	if err := os.Remove(w.stopFile); err == nil {
 		w.say(stdout, "stop marker removed")
 	}
@@ -87,7 +87,7 @@ func (w *worker) down(ctx context.Context, stdout, stderr io.Writer) error {
 // gitPull syncs now, retries a commit whose deploy failed and judges a
 // rejected one again.
 func (w *worker) gitPull(ctx context.Context, stdout, stderr io.Writer) error {
-	w.cause = "git pull"
+	w.begin(ctx, "git pull")
 	return w.sync(ctx, stdout, true)
 }
 
@@ -116,8 +116,8 @@ func (w *worker) check(ctx context.Context, stdout io.Writer) (bool, error) {
 		if st.Rejected == "" || st.Rejected != st.Upstream {
 			return nil // judged meanwhile
 		}
-		w.cause = "check"
-		return w.accept(ctx, stdout, st.Rejected)
+		w.begin(ctx, "check")
+		return w.accept(ctx, stdout, st.Rejected, true)
 	})
 	var outcome *deployError
 	if errors.As(err, &outcome) {
@@ -128,7 +128,7 @@ func (w *worker) check(ctx context.Context, stdout io.Writer) (bool, error) {
 	}
 	if st, _, _ := w.snapshot(); st.Rejected == "" {
 		fmt.Fprintf(stdout, "the upstream head passes the policy now; it deploys on the next poll\n")
-		w.trigger.fire()
+		w.trigger.fireFor("check")
 	}
 	return len(violations) == 0, nil
 }
@@ -154,6 +154,8 @@ func (w *worker) status() serviceStatus {
 		Running:    w.running,
 		Desired:    w.desired,
 		ReloadErr:  w.st.ReloadErr,
+		Frozen:     w.st.Frozen,
+		Waiting:    w.st.Waiting,
 	}
 }
 

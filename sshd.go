@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -777,6 +778,7 @@ func (s *sshServer) runSession(ctx context.Context, conn *ssh.ServerConn, ch ssh
 		if req.service == hostTarget {
 			_, err = io.WriteString(ch, formatHostStatus(s.ctl.statuses(), time.Now()))
 		} else {
+			ctx := withCaller(ctx, caller{Fingerprint: fingerprint, KeyFile: listed.source})
 			err = s.runOp(ctx, req, svc, ch, pty, winch)
 		}
 	}
@@ -784,6 +786,7 @@ func (s *sshServer) runSession(ctx context.Context, conn *ssh.ServerConn, ch ssh
 	var re *requestError
 	var es exitStatus
 	var outcome *deployError
+	var frozen *frozenError
 	switch {
 	case err == nil, errors.As(err, &es):
 		// The op has said what it had to say.
@@ -792,6 +795,8 @@ func (s *sshServer) runSession(ctx context.Context, conn *ssh.ServerConn, ch ssh
 	case errors.As(err, &outcome):
 		// One line a CI log shows next to the exit status: what did not deploy, and why.
 		fmt.Fprintf(ch.Stderr(), "pgod: %s\n", outcome.msg)
+	case errors.As(err, &frozen):
+		fmt.Fprintf(ch.Stderr(), "pgod: %s\n", frozen.msg)
 	case ctx.Err() == nil: // else the client is gone and hears nothing
 		fmt.Fprintf(ch.Stderr(), "Error: %v\n", err)
 	}
@@ -803,7 +808,11 @@ func (s *sshServer) runSession(ctx context.Context, conn *ssh.ServerConn, ch ssh
 		name = req.service
 	}
 	if result == "unauthorized" {
-		s.audit.refused(fingerprint, name, req.op, refusedForService, conn.RemoteAddr().String(), sourceOf(conn.RemoteAddr()))
+		why := refusedForService
+		if listed != nil {
+			why = refusedReadOnly // the key is listed, but read-only
+		}
+		s.audit.refused(fingerprint, name, req.op, why, conn.RemoteAddr().String(), sourceOf(conn.RemoteAddr()))
 	} else {
 		keyFile := ""
 		if listed != nil {
@@ -844,14 +853,29 @@ func (s *sshServer) authorize(conn *ssh.ServerConn, command string) (opRequest, 
 	if svc == nil {
 		return req, nil, nil, unauthorized("key %s is not allowed for service %q", ssh.FingerprintSHA256(key), req.service)
 	}
-	if operator != nil {
-		return req, svc, operator, nil
+	listed := operator
+	if listed == nil {
+		listed = svc.authorized(key, conn.RemoteAddr())
 	}
-	listed := svc.authorized(key, conn.RemoteAddr())
 	if listed == nil {
 		return req, nil, nil, unauthorized("key %s is not allowed for service %q", ssh.FingerprintSHA256(key), req.service)
 	}
+	if listed.readOnly && !ops[req.op].readOnly {
+		return req, nil, listed, unauthorized("key %s (%s) is read-only: it may run %s, not %q, which changes the service",
+			ssh.FingerprintSHA256(key), listed.source, strings.Join(readOnlyOps(), ", "), req.op)
+	}
 	return req, svc, listed, nil
+}
+
+// readOnlyOps lists the ops a read-only key may run, sorted.
+func readOnlyOps() []string {
+	var names []string
+	for _, name := range opNames() {
+		if ops[name].readOnly {
+			names = append(names, name)
+		}
+	}
+	return names
 }
 
 // runOp checks the op's arguments and runs it, inside svc.serialize when it changes the service.
@@ -875,9 +899,12 @@ func exitOf(err error) (int, string) {
 	var es exitStatus
 	var busy *busyError
 	var outcome *deployError
+	var frozen *frozenError
 	switch {
 	case err == nil:
 		return 0, "ok"
+	case errors.As(err, &frozen):
+		return exitFrozen, "frozen"
 	case errors.As(err, &re):
 		return re.status(), re.result()
 	case errors.As(err, &busy):

@@ -1186,3 +1186,55 @@ func TestSSHDeployOutcomes(t *testing.T) {
 		}
 	}
 }
+
+// TestSSHReadOnlyKey: a key from ssh/ro/ runs the ops that change nothing,
+// and every other op is refused with 77 before the service hears of it;
+// an op's caller reaches the service for its history.
+func TestSSHReadOnlyKey(t *testing.T) {
+	roKey, rwKey := newTestKey(t), newTestKey(t)
+	web := newFakeService("web")
+	web.setKeyLines(string(ssh.MarshalAuthorizedKey(rwKey.PublicKey())), string(ssh.MarshalAuthorizedKey(roKey.PublicKey())))
+	web.mu.Lock()
+	web.keys[1].readOnly, web.keys[1].source = true, "ssh/ro/oncall.pub:1"
+	web.mu.Unlock()
+	ts := startSSH(t, newFakeCtl(web), nil)
+	ro := ts.mustDial(t, roKey)
+	for _, op := range []string{"ping", "ps", "logs", "status", "history 5", "diff", "check", "git hash"} {
+		if _, stderr, status := runSSH(t, ro, "web//"+op); status == exitUnauthorized {
+			t.Errorf("read-only key, %s: refused: %q", op, stderr)
+		}
+	}
+	before, _ := web.recorded()
+	for _, op := range []string{"up", "down", "restart", "stop", "start", "pull", "exec web true", "git pull", "freeze x", "unfreeze", "rollback abcd"} {
+		_, stderr, status := runSSH(t, ro, "web//"+op)
+		if status != exitUnauthorized || !strings.Contains(stderr, "read-only") || !strings.Contains(stderr, "ssh/ro/oncall.pub:1") {
+			t.Errorf("read-only key, %s: status %d, %q; want %d and the reason", op, status, stderr, exitUnauthorized)
+		}
+	}
+	if after, _ := web.recorded(); len(after) != len(before) {
+		t.Errorf("the service ran %q for a read-only key", after[len(before):])
+	}
+	rw := ts.mustDial(t, rwKey)
+	if _, stderr, status := runSSH(t, rw, "web//freeze release day"); status != 0 {
+		t.Fatalf("freeze with a read-write key: %d %q", status, stderr)
+	}
+	if calls, _ := web.recorded(); calls[len(calls)-1][0] != "freeze release day by ssh/test.pub:1" {
+		t.Errorf("freeze reached the service as %q", calls[len(calls)-1])
+	}
+}
+
+func TestSSHOpArguments(t *testing.T) {
+	key := newTestKey(t)
+	web := newFakeService("web", key.PublicKey())
+	ts := startSSH(t, newFakeCtl(web), nil)
+	c := ts.mustDial(t, key)
+	for _, op := range []string{"rollback", "rollback xyz1", "rollback ABCD", "rollback abc", "rollback abcd ef01", "history 0", "history x", "history 1 2", "diff x", "unfreeze now",
+		"freeze '" + strings.Repeat("x", maxFreezeReason+1) + "'", "freeze a\x1b[2Jb"} {
+		if _, stderr, status := runSSH(t, c, "web//"+op); status != exitBadRequest {
+			t.Errorf("%s: status %d, %q; want %d", op, status, stderr, exitBadRequest)
+		}
+	}
+	if _, stderr, status := runSSH(t, c, "web//rollback 0123abcd"); status != 0 {
+		t.Errorf("rollback 0123abcd: %d %q", status, stderr)
+	}
+}

@@ -30,6 +30,8 @@ type savedState struct {
 	Failed          string            // last commit whose deploy failed; retried only on request
 	BadImages       map[string]string // service -> image ID an image update rolled back; not tried again
 	ReloadErr       string            // last Caddy reload failure
+	Frozen          *freezeMark       // set while the service does not follow its branch
+	Waiting         waiting           // frozen: the upstream head as judged
 }
 
 // statePaths are the files of one service under <dir>/.pgo/<name>.

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 )
 
 // hookTarget is what a webhook needs of a service.
@@ -210,16 +211,37 @@ func hookRef(contentType string, body []byte) (string, error) {
 // trigger coalesces requests for a deploy: any number of fire calls while
 // one is pending leave exactly one signal on C. The daemon's service loop
 // selects on C next to its poll timer; a webhook calls fire.
-type trigger struct{ c chan struct{} }
+type trigger struct {
+	c chan struct{}
+
+	mu  sync.Mutex
+	why string // what asked for the pending sync, for its history
+}
 
 func newTrigger() *trigger { return &trigger{c: make(chan struct{}, 1)} }
 
-// fire asks for a deploy; it never blocks.
-func (t *trigger) fire() {
+// fire asks for a deploy on behalf of a webhook; it never blocks.
+func (t *trigger) fire() { t.fireFor("webhook") }
+
+// fireFor asks for a deploy, naming what asked; it never blocks.
+func (t *trigger) fireFor(why string) {
+	t.mu.Lock()
+	t.why = why
+	t.mu.Unlock()
 	select {
 	case t.c <- struct{}{}:
 	default: // one is pending already; it will see this push too
 	}
+}
+
+// cause is what asked last for the sync the trigger delivered.
+func (t *trigger) cause() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.why == "" {
+		return "webhook"
+	}
+	return t.why
 }
 
 // C delivers one value per burst of fires.

@@ -58,9 +58,12 @@ type worker struct {
 	ctrs      []psEntry // the project's containers at the last look
 
 	// cause names what started the operation holding the lock ("poll",
-	// "git pull", ...), for the attempts it records. Only the lock's
-	// holder reads or writes it.
+	// "git pull", ...) and by who the SSH op's caller, for the attempts it
+	// records. Only the lock's holder reads or writes them.
 	cause string
+	by    caller
+
+	hist history // <dir>/.pgo/<name>/history.jsonl
 }
 
 // errNotDeployed is returned by ops that need a deployed project before the first deploy.
@@ -79,6 +82,7 @@ func newWorker(d *Daemon, svc *Service, acct *account, lock *serviceLock) *worke
 		state:    statePaths{filepath.Join(d.flags.dir, ".pgo", svc.Name)},
 		pins: &pinner{dir: filepath.Join(pinsDir(d.flags.dir), svc.Name),
 			roots: []string{filepath.Join(d.flags.dir, svc.Name), filepath.Join(d.flags.datadir, svc.Name)}},
+		hist:    history{path: filepath.Join(d.flags.dir, ".pgo", svc.Name, "history.jsonl"), max: maxHistory},
 		lock:    lock,
 		trigger: newTrigger(),
 		done:    make(chan struct{}),
@@ -125,11 +129,12 @@ func (w *worker) run(ctx context.Context) {
 	// After the first sync every service waits a random part of the
 	// interval, so that services started together do not poll together.
 	first := true
+	cause := "poll"
 	for {
-		err := w.lock.hold(ctx, "poll", func() error {
+		err := w.lock.hold(ctx, cause, func() error {
 			sctx, cancel := context.WithTimeout(ctx, syncTimeout)
 			defer cancel()
-			w.cause = "poll"
+			w.begin(sctx, cause)
 			return w.sync(sctx, nil, false)
 		})
 		if ctx.Err() != nil {
@@ -156,9 +161,16 @@ func (w *worker) run(ctx context.Context) {
 			return
 		case <-w.trigger.C():
 			timer.Stop()
+			cause = w.trigger.cause()
 		case <-timer.C:
+			cause = "poll"
 		}
 	}
+}
+
+// begin names the operation that now holds the lock, for the attempts it records.
+func (w *worker) begin(ctx context.Context, cause string) {
+	w.cause, w.by = cause, callerOf(ctx)
 }
 
 // syncTimeout bounds one poll's or op's work, pulls of large images
@@ -265,6 +277,9 @@ func (w *worker) sync(ctx context.Context, out io.Writer, force bool) error {
 	}
 	w.touch(upstream)
 	st, _, validated := w.snapshot()
+	if st.Frozen != nil {
+		return w.syncFrozen(ctx, out, upstream, force)
+	}
 
 	switch {
 	case upstream == st.Rejected && !force && st.RejectedBy == w.rulesID():
@@ -274,7 +289,7 @@ func (w *worker) sync(ctx context.Context, out io.Writer, force bool) error {
 	case upstream != st.Validated || validated == nil || upstream == st.Rejected:
 		// A rejected commit is judged again on request and under changed
 		// rules: the operator may have fixed what refused it in pgo.toml.
-		if err := w.accept(ctx, out, upstream); err != nil {
+		if err := w.accept(ctx, out, upstream, true); err != nil {
 			var outcome *deployError
 			if errors.As(err, &outcome) {
 				// What ran before runs on, and is kept running.
@@ -290,13 +305,54 @@ func (w *worker) sync(ctx context.Context, out io.Writer, force bool) error {
 }
 
 // rulesID names the rules a commit is judged by: pgo's version and the
-// service's config. A rejection under other rules is judged again.
+// service's config, and with signed_commits the deployed commit, whose
+// ssh/ names the signers. A rejection under other rules is judged again.
 func (w *worker) rulesID() string {
 	c := *w.svc
 	c.Line = 0
 	data, _ := json.Marshal(&c)
+	if c.SignedCommits {
+		st, _, _ := w.snapshot()
+		data = append(data, st.Deployed...)
+	}
 	sum := sha256.Sum256(append([]byte(version+"\n"), data...))
 	return hex.EncodeToString(sum[:8])
+}
+
+// unsignedError is a commit that signed_commits refuses, and why.
+type unsignedError struct{ reason string }
+
+func (e *unsignedError) Error() string { return e.reason }
+
+// verifySignature checks commit's signature when signed_commits is on: it
+// must be made by a key under ssh/ of the deployed commit, read from git's
+// objects, or before the first deploy by one of pgo.toml's signers. An
+// *unsignedError says why not.
+func (w *worker) verifySignature(ctx context.Context, commit string) error {
+	if !w.svc.SignedCommits {
+		return nil
+	}
+	st, _, _ := w.snapshot()
+	var signers []*authorizedKey
+	if st.Deployed == "" {
+		signers = w.svc.signerKeys()
+	} else {
+		keys, problems, err := w.repo.signersAt(ctx, st.Deployed)
+		if err != nil {
+			return err
+		}
+		for _, p := range problems {
+			w.log.Warn("signers of " + short(st.Deployed) + ": " + p)
+		}
+		signers = keys
+	}
+	if err := w.repo.verifyCommit(ctx, commit, signers); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return &unsignedError{reason: redact(err.Error(), w.secrets)}
+	}
+	return nil
 }
 
 // debugOrSay tells the client, or only the debug log when nobody asked.
@@ -394,11 +450,21 @@ func (w *worker) ownDir(dir string, mode os.FileMode) error {
 // rendered project point there). Once something runs, a rejected commit
 // leaves the checkout and what runs exactly as they were; before the first
 // deploy the commit is judged in the checkout itself and stays there, its
-// keys never loaded.
-func (w *worker) accept(ctx context.Context, out io.Writer, commit string) error {
+// keys never loaded. verify asks for the signature check of signed_commits;
+// a rollback, to a commit that deployed before, skips it.
+func (w *worker) accept(ctx context.Context, out io.Writer, commit string, verify bool) error {
 	head, _ := w.repo.head(ctx)
 	if head != commit {
 		if err := w.repo.fetch(ctx); err != nil {
+			return err
+		}
+	}
+	if verify {
+		if err := w.verifySignature(ctx, commit); err != nil {
+			var bad *unsignedError
+			if errors.As(err, &bad) {
+				return w.reject(out, commit, []string{bad.reason}, bad.reason)
+			}
 			return err
 		}
 	}
@@ -504,6 +570,22 @@ func (w *worker) attempted(commit string, outcome *deployError, logs []string) {
 	}
 	w.update(func(s *savedState) { s.Attempt, s.LastResult, s.LastError, s.LastDeploy = a, a.Result, a.Reason, a.At })
 	w.d.metrics.deploy(w.svc.Name, a.Result)
+	e := historyEntry{Commit: commit, Subject: w.subject(commit), At: a.At, Trigger: w.cause,
+		Key: w.by.Fingerprint, KeyFile: w.by.KeyFile, Result: a.Result, Reason: a.Reason}
+	if err := w.hist.add(e); err != nil {
+		w.log.Warn("history: " + err.Error())
+	}
+}
+
+// subject is the first line of commit's message, "" when git cannot say.
+func (w *worker) subject(commit string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	out, err := w.repo.git(ctx, "-C", w.checkout, "log", "-1", "--no-show-signature", "--format=%s", commit, "--")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // refuse records a rejection when violations stop commit, and returns it;
@@ -522,13 +604,18 @@ func (w *worker) refuse(out io.Writer, commit string, violations []violation) er
 		}
 		return nil
 	}
+	return w.reject(out, commit, reasons, fmt.Sprintf("%d policy violations (%s)", len(reasons), reasons[0]))
+}
+
+// reject records that reasons stop commit, and returns the rejection;
+// summary is the reason in one line.
+func (w *worker) reject(out io.Writer, commit string, reasons []string, summary string) error {
 	rules := w.rulesID()
 	w.update(func(s *savedState) { s.Rejected, s.Rejection, s.RejectedBy = commit, reasons, rules })
-	outcome := deployFailure(resultRejected, "rejected %s: %d policy violations (%s), the running deployment stays",
-		short(commit), len(reasons), reasons[0])
+	outcome := deployFailure(resultRejected, "rejected %s: %s; the running deployment stays", short(commit), summary)
 	w.attempted(commit, outcome, nil)
 	w.tell(eventRejected, commit, strings.Join(reasons, "; "))
-	w.warn(out, "rejected %s: %d policy violations, the running deployment stays", short(commit), len(reasons))
+	w.warn(out, "rejected %s, the running deployment stays:", short(commit))
 	for _, r := range reasons {
 		w.warn(out, "  %s", r)
 	}

@@ -241,7 +241,7 @@ func TestWorkerUnhealthyDeployRollsBack(t *testing.T) {
 	w, fake, g, first := deployedWorker(t, goodCompose)
 	ctx := context.Background()
 	broken := g.push(t, strings.Replace(goodCompose, "1000", "3000", 1))
-	os.WriteFile(filepath.Join(fake.dir, "inspect-once.txt"), []byte("/web-web-1\tweb\tbusybox:stable\texited\t\t0\t1\n"), 0o644)
+	os.WriteFile(filepath.Join(fake.dir, "inspect-once.txt"), []byte("/web-web-1\tweb\tbusybox:stable\texited\t\t0\t1\t2026-01-01T00:00:00Z\n"), 0o644)
 	var out bytes.Buffer
 	err := w.sync(ctx, &out, false)
 	var outcome *deployError
