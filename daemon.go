@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -280,6 +281,7 @@ func (d *Daemon) start() error {
 
 	d.removeStale(ctx, cfg)
 	d.apply(ctx, cfg, accounts)
+	go d.reportStart(ctx, d.allWorkers())
 	d.loop(ctx)
 	cancel() // pgod is stopping: workers and listeners see it at once (isStopping)
 	d.stopAll()
@@ -450,6 +452,43 @@ func (d *Daemon) homeOutOfReach(a *account) error {
 		}
 	}
 	return nil
+}
+
+// startReportWait bounds how long pgod waits for the first syncs before it
+// reports a start with errors.
+const startReportWait = 10 * time.Minute
+
+// reportStart sends one started_with_errors notification naming the
+// services of workers that could not prepare (clone, NFS mount) at their
+// first sync: a host that rebooted into a broken state says so.
+func (d *Daemon) reportStart(ctx context.Context, workers []*worker) {
+	if failed := d.startErrors(ctx, workers, startReportWait); len(failed) > 0 {
+		d.notifier.notify(event{Kind: eventStartedWithErrors, Reason: strings.Join(failed, "; ")})
+	}
+}
+
+// startErrors waits up to wait for the first sync of each of workers and
+// says, sorted, which could not prepare and why; nil when pgod is stopping.
+func (d *Daemon) startErrors(ctx context.Context, workers []*worker, wait time.Duration) []string {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	var failed []string
+	for _, w := range workers {
+		select {
+		case <-ctx.Done():
+			if d.isStopping() {
+				return nil
+			}
+			failed = append(failed, fmt.Sprintf("service %q: no first sync within %s", w.svc.Name, wait))
+			continue
+		case <-w.firstSync:
+		}
+		if w.startErr != "" {
+			failed = append(failed, fmt.Sprintf("service %q: %s", w.svc.Name, redact(w.startErr, w.secrets)))
+		}
+	}
+	slices.Sort(failed)
+	return failed
 }
 
 // apply starts, stops or re-tracks workers so that they match cfg. A service

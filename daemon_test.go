@@ -564,3 +564,25 @@ func TestDriftFindsInterruptedRecreate(t *testing.T) {
 		t.Fatalf("drift = %+v, want web to be recreated", d)
 	}
 }
+
+// TestStartErrors: a service whose first clone fails is named, with the
+// reason, in what pgod reports after its start; one that prepared is not.
+func TestStartErrors(t *testing.T) {
+	fake := newFakeDocker(t)
+	g := newGitRepo(t)
+	g.push(t, goodCompose)
+	good, _ := testWorker(t, fake, g.bare)
+	bad, _ := testWorker(t, fake, filepath.Join(t.TempDir(), "no-such-repo.git"))
+	bad.svc.Name = "api"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go good.run(ctx)
+	go bad.run(ctx)
+	failed := good.d.startErrors(ctx, []*worker{good, bad}, time.Minute)
+	if len(failed) != 1 || !strings.HasPrefix(failed[0], `service "api": `) || !strings.Contains(failed[0], "no-such-repo") {
+		t.Errorf("start errors: %q", failed)
+	}
+	cancel()
+	<-good.done
+	<-bad.done
+}

@@ -78,17 +78,10 @@ func TestE2EHistoryRollbackFreeze(t *testing.T) {
 			t.Errorf("%s with a read-only key: exit %d, %q; want %d", op, code, errOut, exitUnauthorized)
 		}
 	}
-	_, port, _ := strings.Cut(d.sshAddr, ":")
-	ssh := exec.Command("ssh", "-p", port, "-i", oncall, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-		"anyone@127.0.0.1", name+"//down")
-	if out, err := ssh.CombinedOutput(); exitCode(err) != exitUnauthorized || !strings.Contains(string(out), "read-only") {
+	if out, err := d.openssh(oncall, name+"//down"); exitCode(err) != exitUnauthorized || !strings.Contains(string(out), "read-only") {
 		t.Errorf("OpenSSH down with a read-only key: %v %q", err, out)
 	}
-	ssh = exec.Command("ssh", "-p", port, "-i", oncall, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-		"anyone@127.0.0.1", name+"//ps")
-	if out, err := ssh.CombinedOutput(); err != nil || !strings.Contains(string(out), name+"-web-1") {
+	if out, err := d.openssh(oncall, name+"//ps"); err != nil || !strings.Contains(string(out), name+"-web-1") {
 		t.Errorf("OpenSSH ps with a read-only key: %v %q", err, out)
 	}
 
@@ -196,6 +189,14 @@ func TestE2ESignedCommits(t *testing.T) {
 	if m := metricsText(t, d); !strings.Contains(m, `pgo_deploys_total{service="`+name+`",result="rejected"} 3`) {
 		t.Errorf("metrics do not count the three rejected commits")
 	}
+}
+
+// openssh runs command on d with stock OpenSSH and key, and returns its output.
+func (d *daemonProc) openssh(key, command string) ([]byte, error) {
+	_, port, _ := strings.Cut(d.sshAddr, ":")
+	return exec.Command("ssh", "-p", port, "-i", key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+		"anyone@127.0.0.1", command).CombinedOutput()
 }
 
 func metricsText(t *testing.T, d *daemonProc) string {

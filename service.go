@@ -108,7 +108,8 @@ func (w *worker) check(ctx context.Context, stdout io.Writer) (bool, error) {
 	if len(violations) == 0 {
 		fmt.Fprintln(stdout, "ok: the checkout passes the policy")
 	}
-	if st, _, _ := w.snapshot(); st.Rejected == "" || st.Rejected != st.Upstream {
+	if st, _, _ := w.snapshot(); st.Rejected == "" || st.Rejected != st.Upstream || st.Frozen != nil {
+		// A frozen service's head is judged at every poll without moving the checkout.
 		return len(violations) == 0, nil
 	}
 	err = w.serialize(ctx, func(ctx context.Context) error {

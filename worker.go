@@ -45,7 +45,9 @@ type worker struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 
-	prepared atomic.Bool // the last sync got past clone and mount
+	prepared  atomic.Bool   // the last sync got past clone and mount
+	firstSync chan struct{} // closed once the first sync has ended
+	startErr  string        // why the first sync could not prepare; set before firstSync closes
 
 	saveMu    sync.Mutex // orders state saves: the last one written is the newest
 	mu        sync.Mutex // guards the fields below
@@ -82,10 +84,11 @@ func newWorker(d *Daemon, svc *Service, acct *account, lock *serviceLock) *worke
 		state:    statePaths{filepath.Join(d.flags.dir, ".pgo", svc.Name)},
 		pins: &pinner{dir: filepath.Join(pinsDir(d.flags.dir), svc.Name),
 			roots: []string{filepath.Join(d.flags.dir, svc.Name), filepath.Join(d.flags.datadir, svc.Name)}},
-		hist:    history{path: filepath.Join(d.flags.dir, ".pgo", svc.Name, "history.jsonl"), max: maxHistory},
-		lock:    lock,
-		trigger: newTrigger(),
-		done:    make(chan struct{}),
+		hist:      history{path: filepath.Join(d.flags.dir, ".pgo", svc.Name, "history.jsonl"), max: maxHistory},
+		lock:      lock,
+		trigger:   newTrigger(),
+		done:      make(chan struct{}),
+		firstSync: make(chan struct{}),
 	}
 	w.repo = &repo{dir: w.checkout, url: svc.Repository, branch: svc.Branch, acct: acct, secrets: w.secrets, log: w.log,
 		observe: func(cmd string, err error) { d.metrics.command(svc.Name, cmd, err) }}
@@ -142,6 +145,11 @@ func (w *worker) run(ctx context.Context) {
 		}
 		next := jitter(w.d.flags.duration)
 		if first {
+			if !w.prepared.Load() {
+				st, _, _ := w.snapshot()
+				w.startErr = st.LastError
+			}
+			close(w.firstSync)
 			next, first = time.Duration(rand.Int64N(int64(w.d.flags.duration))), false
 		}
 		if err != nil && !w.prepared.Load() {
