@@ -16,11 +16,6 @@ import (
 // unfreeze set and clear the mark; rollback deploys a commit that deployed
 // before and freezes the service there.
 
-// frozenError answers an op that would deploy the head of a frozen service.
-type frozenError struct{ msg string }
-
-func (e *frozenError) Error() string { return e.msg }
-
 // syncFrozen is sync for a frozen service: judge the head when it is new
 // (or a client asks), then keep what runs running.
 func (w *worker) syncFrozen(ctx context.Context, out io.Writer, upstream string, force bool) error {
@@ -44,8 +39,8 @@ func (w *worker) syncFrozen(ctx context.Context, out io.Writer, upstream string,
 	}
 	st, _, _ = w.snapshot()
 	f := st.Frozen
-	return &frozenError{msg: fmt.Sprintf("frozen by %s since %s (%s): %s keeps running and nothing deploys; unfreeze to follow %s again",
-		f.By, f.At.UTC().Format(time.RFC3339), orDash(f.Reason), short(st.Deployed), w.svc.Branch)}
+	return deployFailure(resultFrozen, "frozen by %s since %s (%s): %s keeps running and nothing deploys; unfreeze to follow %s again",
+		f.By, f.At.UTC().Format(time.RFC3339), orDash(f.Reason), short(st.Deployed), w.svc.Branch)
 }
 
 // judgeHead renders commit in the staging worktree and says what the policy

@@ -21,15 +21,18 @@ const (
 	exitFrozen    = 78  // EX_CONFIG: the service is frozen; the head was judged, nothing deployed
 )
 
-// resultUnhealthy and resultTimeout are deploy results next to those of control.go.
+// resultUnhealthy and resultTimeout are deploy results next to those of
+// control.go; resultFrozen is no deploy's: a frozen service deployed nothing.
 const (
 	resultUnhealthy = "unhealthy"
 	resultTimeout   = "timeout"
+	resultFrozen    = "frozen"
 )
 
-// deployError is a deploy's outcome other than success, already recorded.
+// deployError is a deploy's outcome other than success, already recorded,
+// or the answer of a frozen service, which attempted nothing.
 type deployError struct {
-	result string // resultRejected, resultFailed, resultRolledBack, resultUnhealthy, resultTimeout
+	result string // resultRejected, resultFailed, resultRolledBack, resultUnhealthy, resultTimeout, resultFrozen
 	msg    string // one line: what happened to which commit, and why
 }
 
@@ -43,6 +46,8 @@ func (e *deployError) status() int {
 		return exitUnhealthy
 	case resultTimeout:
 		return exitTimeout
+	case resultFrozen:
+		return exitFrozen
 	}
 	return exitFailed
 }

@@ -786,7 +786,6 @@ func (s *sshServer) runSession(ctx context.Context, conn *ssh.ServerConn, ch ssh
 	var re *requestError
 	var es exitStatus
 	var outcome *deployError
-	var frozen *frozenError
 	switch {
 	case err == nil, errors.As(err, &es):
 		// The op has said what it had to say.
@@ -795,8 +794,6 @@ func (s *sshServer) runSession(ctx context.Context, conn *ssh.ServerConn, ch ssh
 	case errors.As(err, &outcome):
 		// One line a CI log shows next to the exit status: what did not deploy, and why.
 		fmt.Fprintf(ch.Stderr(), "pgod: %s\n", outcome.msg)
-	case errors.As(err, &frozen):
-		fmt.Fprintf(ch.Stderr(), "pgod: %s\n", frozen.msg)
 	case ctx.Err() == nil: // else the client is gone and hears nothing
 		fmt.Fprintf(ch.Stderr(), "Error: %v\n", err)
 	}
@@ -899,12 +896,9 @@ func exitOf(err error) (int, string) {
 	var es exitStatus
 	var busy *busyError
 	var outcome *deployError
-	var frozen *frozenError
 	switch {
 	case err == nil:
 		return 0, "ok"
-	case errors.As(err, &frozen):
-		return exitFrozen, "frozen"
 	case errors.As(err, &re):
 		return re.status(), re.result()
 	case errors.As(err, &busy):
