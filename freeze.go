@@ -88,12 +88,17 @@ func (w *worker) renderStaged(ctx context.Context, commit string) ([]byte, strin
 func (w *worker) freeze(ctx context.Context, stdout io.Writer, reason string) error {
 	w.begin(ctx, "freeze")
 	st, _, _ := w.snapshot()
-	mark := &freezeMark{By: w.by.String(), At: time.Now(), Reason: reason, Commit: st.Deployed}
-	w.update(func(s *savedState) { s.Frozen, s.Waiting = mark, waiting{} })
+	w.freezeAt(st.Deployed, reason)
 	w.say(stdout, "frozen at %s by %s: %s; polls and webhooks judge the head but deploy nothing until unfreeze",
-		orDash(short(st.Deployed)), mark.By, orDash(reason))
-	w.tell(eventFrozen, st.Deployed, fmt.Sprintf("frozen by %s: %s", mark.By, orDash(reason)))
+		orDash(short(st.Deployed)), w.by, orDash(reason))
 	return nil
+}
+
+// freezeAt marks the service frozen at commit by the op's caller, and says so to whoever pgo.toml names.
+func (w *worker) freezeAt(commit, reason string) {
+	mark := &freezeMark{By: w.by.String(), At: time.Now(), Reason: reason, Commit: commit}
+	w.update(func(s *savedState) { s.Frozen, s.Waiting = mark, waiting{} })
+	w.tell(eventFrozen, commit, fmt.Sprintf("frozen by %s: %s", mark.By, orDash(reason)))
 }
 
 // unfreeze clears the mark and has the worker sync at once.
@@ -144,11 +149,8 @@ func (w *worker) rollback(ctx context.Context, stdout io.Writer, prefix string) 
 	if st, _, _ := w.snapshot(); st.Deployed != commit {
 		return deployFailure(resultFailed, "rollback to %s did not deploy it", short(commit))
 	}
-	reason := fmt.Sprintf("rolled back to %s", short(commit))
-	mark := &freezeMark{By: w.by.String(), At: time.Now(), Reason: reason, Commit: commit}
-	w.update(func(s *savedState) { s.Frozen, s.Waiting = mark, waiting{} })
+	w.freezeAt(commit, "rolled back to "+short(commit))
 	w.say(stdout, "frozen at %s: unfreeze to follow %s again", short(commit), w.svc.Branch)
-	w.tell(eventFrozen, commit, fmt.Sprintf("%s by %s", reason, mark.By))
 	return nil
 }
 
@@ -188,11 +190,4 @@ func (w *worker) history(n int, stdout io.Writer) error {
 	}
 	_, err = io.WriteString(stdout, formatHistory(entries))
 	return err
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

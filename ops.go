@@ -600,6 +600,14 @@ func checkFreezeArgs(words []string) error {
 	return nil
 }
 
+// orDash is s, or "-" for nothing, as status shows an empty field.
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
 // opNames lists the ops for error messages, sorted.
 func opNames() []string { return slices.Sorted(maps.Keys(ops)) }
 
@@ -714,12 +722,6 @@ func findContainer(ctx context.Context, svc serviceControl, project, service str
 func formatStatus(st serviceStatus, now time.Time) string {
 	var b strings.Builder
 	line := func(k, v string) { fmt.Fprintf(&b, "%-12s %s\n", k+":", v) }
-	orNone := func(s string) string {
-		if s == "" {
-			return "-"
-		}
-		return s
-	}
 	when := func(t time.Time) string {
 		if t.IsZero() {
 			return "never"
@@ -728,15 +730,15 @@ func formatStatus(st serviceStatus, now time.Time) string {
 	}
 	line("service", st.Name)
 	line("branch", st.Branch)
-	deployed := orNone(st.Deployed)
+	deployed := orDash(st.Deployed)
 	if st.Deployed != "" && !st.DeployedAt.IsZero() {
 		deployed += " since " + when(st.DeployedAt)
 	}
 	line("deployed", deployed)
-	line("upstream", orNone(st.Upstream))
+	line("upstream", orDash(st.Upstream))
 	line("last sync", when(st.LastSync))
 	if a := st.Attempt; a.Commit != "" && (a.Commit != st.Deployed || a.Result != resultOK) {
-		line("last attempt", fmt.Sprintf("%s by %s at %s: %s", a.Commit, orNone(a.Trigger), when(a.At), a.Result))
+		line("last attempt", fmt.Sprintf("%s by %s at %s: %s", a.Commit, orDash(a.Trigger), when(a.At), a.Result))
 		if a.Reason != "" {
 			line("reason", a.Reason)
 		}
@@ -759,14 +761,14 @@ func formatStatus(st serviceStatus, now time.Time) string {
 	}
 	line("stopped", stopped)
 	if f := st.Frozen; f != nil {
-		line("frozen", fmt.Sprintf("at %s by %s since %s: %s", orNone(short(f.Commit)), f.By, when(f.At), orNone(f.Reason)))
+		line("frozen", fmt.Sprintf("at %s by %s since %s: %s", orDash(short(f.Commit)), f.By, when(f.At), orDash(f.Reason)))
 		if st.Waiting.Commit != "" {
 			line("waiting", fmt.Sprintf("%s %s; it deploys after unfreeze", st.Waiting.Commit, st.Waiting.Verdict))
 		}
 	}
 	line("containers", fmt.Sprintf("%d running of %d desired", st.Running, st.Desired))
 	for _, c := range st.Containers {
-		fmt.Fprintf(&b, "  %s  %s  %s  %s\n", c.Name, orNone(c.Image), c.State, orNone(c.Health))
+		fmt.Fprintf(&b, "  %s  %s  %s  %s\n", c.Name, orDash(c.Image), c.State, orDash(c.Health))
 	}
 	if st.ReloadErr != "" {
 		line("reload error", st.ReloadErr)

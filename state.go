@@ -34,12 +34,14 @@ type savedState struct {
 	Waiting         waiting           // frozen: the upstream head as judged
 }
 
-// statePaths are the files of one service under <dir>/.pgo/<name>.
+// statePaths are the files of one service under <dir>/.pgo/<name>; the
+// history of its deploy attempts (history.go) is there too.
 type statePaths struct{ dir string }
 
 func (p statePaths) state() string     { return filepath.Join(p.dir, "state.json") }
 func (p statePaths) deployed() string  { return filepath.Join(p.dir, "deployed.json") }
 func (p statePaths) validated() string { return filepath.Join(p.dir, "validated.json") }
+func (p statePaths) history() string   { return filepath.Join(p.dir, "history.jsonl") }
 
 func loadState(p statePaths) (savedState, error) {
 	var s savedState

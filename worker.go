@@ -84,12 +84,12 @@ func newWorker(d *Daemon, svc *Service, acct *account, lock *serviceLock) *worke
 		state:    statePaths{filepath.Join(d.flags.dir, ".pgo", svc.Name)},
 		pins: &pinner{dir: filepath.Join(pinsDir(d.flags.dir), svc.Name),
 			roots: []string{filepath.Join(d.flags.dir, svc.Name), filepath.Join(d.flags.datadir, svc.Name)}},
-		hist:      history{path: filepath.Join(d.flags.dir, ".pgo", svc.Name, "history.jsonl"), max: maxHistory},
 		lock:      lock,
 		trigger:   newTrigger(),
 		done:      make(chan struct{}),
 		firstSync: make(chan struct{}),
 	}
+	w.hist = history{path: w.state.history(), max: maxHistory}
 	w.repo = &repo{dir: w.checkout, url: svc.Repository, branch: svc.Branch, acct: acct, secrets: w.secrets, log: w.log,
 		observe: func(cmd string, err error) { d.metrics.command(svc.Name, cmd, err) }}
 	return w
