@@ -108,21 +108,7 @@ func diffService(old, next map[string]json.RawMessage) []string {
 // diffEntryNames names the entries of a map or list that were added (+),
 // removed (-) or changed (~), by name only.
 func diffEntryNames(was, is json.RawMessage) []string {
-	a, b := namedEntries(was), namedEntries(is)
-	var out []string
-	for _, n := range slices.Sorted(maps.Keys(b)) {
-		switch v, ok := a[n]; {
-		case !ok:
-			out = append(out, "+"+n)
-		case v != b[n]:
-			out = append(out, "~"+n)
-		}
-	}
-	for _, n := range slices.Sorted(maps.Keys(a)) {
-		if _, ok := b[n]; !ok {
-			out = append(out, "-"+n)
-		}
-	}
+	out := nameChanges(namedEntries(was), namedEntries(is), func(x, y string) bool { return x == y })
 	if len(out) == 0 {
 		out = append(out, "changed")
 	}
@@ -160,11 +146,19 @@ func namedEntries(raw json.RawMessage) map[string]string {
 	return out
 }
 
-func diffNames(a, b map[string]json.RawMessage) []string {
+// diffNames names what b adds to a (+) and what it drops (-).
+func diffNames(a, b map[string]json.RawMessage) []string { return nameChanges(a, b, nil) }
+
+// nameChanges names, sorted, the keys b adds to a (+), those whose value
+// changed when same is given (~), then those b drops (-).
+func nameChanges[V any](a, b map[string]V, same func(V, V) bool) []string {
 	var out []string
 	for _, n := range slices.Sorted(maps.Keys(b)) {
-		if _, ok := a[n]; !ok {
+		switch v, ok := a[n]; {
+		case !ok:
 			out = append(out, "+"+n)
+		case same != nil && !same(v, b[n]):
+			out = append(out, "~"+n)
 		}
 	}
 	for _, n := range slices.Sorted(maps.Keys(a)) {
