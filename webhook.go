@@ -238,9 +238,6 @@ func (t *trigger) fireFor(why string) {
 func (t *trigger) cause() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.why == "" {
-		return "webhook"
-	}
 	return t.why
 }
 
