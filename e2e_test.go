@@ -326,7 +326,20 @@ func (d *daemonProc) stop(t *testing.T) {
 	}
 	d.cmd = nil
 	if t.Failed() {
-		t.Logf("pgod log:\n%s", d.logs())
+		d.logTail(t)
+	}
+}
+
+// logTail logs the end of pgod's log a line a call, so that each line keeps
+// the file:line prefix that make e2e's filter lets through to CI's output.
+func (d *daemonProc) logTail(t *testing.T) {
+	lines := strings.Split(strings.TrimRight(d.logs(), "\n"), "\n")
+	if len(lines) > logTailLines {
+		lines = lines[len(lines)-logTailLines:]
+	}
+	t.Logf("pgod log, last %d lines:", len(lines))
+	for _, l := range lines {
+		t.Logf("pgod: %s", l)
 	}
 }
 
@@ -341,6 +354,9 @@ func (d *daemonProc) kill(t *testing.T) {
 		return exec.Command("pgrep", "-s", sid).Run() != nil
 	})
 }
+
+// logTailLines is how much of pgod's log a failed test shows.
+const logTailLines = 60
 
 func (d *daemonProc) logs() string {
 	d.mu.Lock()
