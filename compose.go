@@ -125,16 +125,20 @@ type psEntry struct {
 
 // psFormat is what containers asks docker ps for: a line per container.
 // The status text is read only for the health it ends with.
-const psFormat = `{{.Names}}\t{{.State}}\t{{.Label "com.docker.compose.service"}}\t{{.Image}}\t{{.Status}}`
+const psFormat = `{{.Names}}\t{{.State}}\t{{.Label "` + composeServiceLabel + `"}}\t{{.Image}}\t{{.Status}}`
 
 // containers lists the project's containers, stopped ones too, but not
-// one-off ones ("compose run"). It asks docker rather than compose by the
-// project's label: every poll of every service runs it, and plain docker
-// costs a sixth of compose's CPU.
+// one-off ones ("compose run"). Every poll of every service runs it, so it
+// reads the daemon's picture of the engine (engineview.go) when it has one,
+// and otherwise asks docker rather than compose by the project's label:
+// plain docker costs a sixth of compose's CPU.
 func (w *worker) containers(ctx context.Context) ([]psEntry, error) {
+	if w.d.view != nil {
+		return w.d.view.containers(ctx, w.svc.Name)
+	}
 	cmd := w.acct.engineCommand(ctx, w.composeEnv(), w.d.flags.docker, "ps", "-a",
-		"--filter", "label=com.docker.compose.project="+w.svc.Name,
-		"--filter", "label=com.docker.compose.oneoff=False",
+		"--filter", "label="+composeProjectLabel+"="+w.svc.Name,
+		"--filter", "label="+composeOneoffLabel+"=False",
 		"--format", psFormat)
 	var stdout bytes.Buffer
 	stderr := newTail(maxTail)

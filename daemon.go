@@ -47,6 +47,10 @@ Flags:
         --max-parallel N   compose pulls and ups at once across services (default 4)
         --hostkey FILE     SSH host key (default <dir>/.pgo/ssh_host_ed25519_key)
         --docker PATH      docker binary (default docker)
+        --docker-socket P  the engine's API socket, read (never written) for
+                           containers, images and events, so idle polls start
+                           no docker process (default /var/run/docker.sock;
+                           "" asks the docker binary instead)
         --mount-cmd PATH   mount binary for NFS shares (default mount)
         --operators DIR    operator keys, *.pub, that drive every service and
                            may run *//status (default /etc/pgo/operators)
@@ -61,6 +65,7 @@ type daemonFlags struct {
 	sshAddr, metricsAddr string
 	webhooksAddr         string
 	hostKey, docker      string
+	dockerSocket         string // the engine's API, read for containers, images and events; "" to ask docker
 	mountCmd             string
 	operators            string // directory of operator keys
 	duration             time.Duration
@@ -87,6 +92,7 @@ func parseDaemonFlags(args []string, stdout, stderr io.Writer) (*daemonFlags, in
 	fs.StringVar(&f.datadir, "datadir", "/data", "")
 	fs.StringVar(&f.hostKey, "hostkey", "", "")
 	fs.StringVar(&f.docker, "docker", "docker", "")
+	fs.StringVar(&f.dockerSocket, "docker-socket", "/var/run/docker.sock", "")
 	fs.StringVar(&f.mountCmd, "mount-cmd", "mount", "")
 	fs.StringVar(&f.operators, "operators", defaultOperatorsDir, "")
 	fs.DurationVar(&f.duration, "t", 5*time.Minute, "")
@@ -150,6 +156,12 @@ type Daemon struct {
 	metrics *metrics
 	health  *health
 	slots   chan struct{} // bounds compose pulls and ups across services
+
+	// engine reads the engine's state over its socket, and view keeps the
+	// containers' picture by its events; both nil when pgod asks docker
+	// instead (--docker-socket "", or nothing answers there at start).
+	engine *engineAPI
+	view   *containerView
 
 	mu      sync.Mutex // guards cfg, workers and locks
 	cfg     *Config
@@ -217,6 +229,7 @@ func (d *Daemon) start() error {
 	if err != nil {
 		return err
 	}
+	d.watchEngine(ctx)
 	for _, dir := range []string{d.flags.dir, d.flags.datadir} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
@@ -293,6 +306,33 @@ func (d *Daemon) start() error {
 	}
 	d.log.Info("pgod stopped; containers keep running")
 	return nil
+}
+
+// watchEngine starts reading the engine over its socket, or says why pgod
+// asks docker instead.
+func (d *Daemon) watchEngine(ctx context.Context) {
+	if d.flags.dockerSocket == "" {
+		return
+	}
+	api := newEngineAPI(d.flags.dockerSocket)
+	pctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	err := api.ping(pctx)
+	cancel()
+	if err != nil {
+		d.log.Warn(fmt.Sprintf("the engine does not answer on %s (%v): asking docker at every look instead; set --docker-socket to the engine's socket", d.flags.dockerSocket, err))
+		return
+	}
+	d.engine = api
+	d.view = newContainerView(api, d.log, d.containerRemoved)
+	go d.view.run(ctx)
+}
+
+// containerRemoved has the service of project repair it now: one of its
+// containers was removed.
+func (d *Daemon) containerRemoved(project string) {
+	if w := d.worker(project); w != nil {
+		w.removed.fireFor("drift")
+	}
 }
 
 // loop waits for signals and config changes.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -77,7 +76,7 @@ func (w *worker) renderStaged(ctx context.Context, commit string) ([]byte, strin
 		return nil, "cannot be rendered: " + redact(err.Error(), w.secrets), nil
 	}
 	// The staging copy stands in for the checkout: name the checkout's paths.
-	project = bytes.ReplaceAll(project, []byte(stage), []byte(w.checkout))
+	project, _ = relocate(project, stage, w.checkout)
 	if len(violations) > 0 && !w.acct.root() {
 		return project, fmt.Sprintf("is rejected: %d policy violations (%s)", len(violations), violations[0]), nil
 	}
@@ -133,7 +132,9 @@ func (w *worker) rollback(ctx context.Context, stdout io.Writer, prefix string) 
 	if err := w.repo.hasCommit(ctx, commit); err != nil {
 		return notFound("commit %s is no longer in the clone (was the branch force-pushed?): %v", short(commit), err)
 	}
-	w.say(stdout, "rolling back to %s (%s)", short(commit), orDash(entry.Subject))
+	subject := []historyEntry{entry}
+	w.fillSubjects(subject)
+	w.say(stdout, "rolling back to %s (%s)", short(commit), orDash(subject[0].Subject))
 	if err := w.accept(ctx, stdout, commit, false); err != nil {
 		var outcome *deployError
 		if errors.As(err, &outcome) {
@@ -188,6 +189,7 @@ func (w *worker) history(n int, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	w.fillSubjects(entries)
 	_, err = io.WriteString(stdout, formatHistory(entries))
 	return err
 }

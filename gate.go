@@ -68,6 +68,9 @@ func parseInspect(out string) ([]containerHealth, error) {
 
 // inspectContainers reports the project's containers as the gate needs them.
 func (w *worker) inspectContainers(ctx context.Context) ([]containerHealth, error) {
+	if w.d.engine != nil {
+		return w.d.engine.inspectContainers(ctx, w.svc.Name)
+	}
 	ps, err := w.containers(ctx)
 	if err != nil || len(ps) == 0 {
 		return nil, err

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
@@ -11,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -328,12 +331,85 @@ func (r *repo) clone(ctx context.Context) error {
 		// pgod passes the URL on every fetch; keeping it out of .git/config
 		// keeps it, and so a remote a hostile config could redefine, out
 		// of the checkout that a container may bind as "./".
-		_, err = r.git(ctx, "-C", r.dir, "remote", "remove", "origin")
+		err = r.forgetRemote()
 	}
 	if err != nil {
 		os.RemoveAll(r.dir)
 	}
 	return err
+}
+
+// forgetRemote drops the remote and the branch's tracking from the config
+// git clone just wrote, as "git remote remove origin" would, without
+// starting git again: a cold start of hundreds of services pays for every
+// process. Nothing but that clone has touched the file yet.
+func (r *repo) forgetRemote() error {
+	path := filepath.Join(r.dir, ".git", "config")
+	data, err := readNoFollow(path, maxGitConfig)
+	if err != nil {
+		return fmt.Errorf("git clone: %w", err)
+	}
+	kept := withoutSections(string(data), `[remote "origin"]`, `[branch "`+r.branch+`"]`)
+	// Replaced, not synced: git does not sync its config either, and a
+	// clone cut short by a crash is made again.
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".config.pgo*")
+	if err == nil {
+		_, err = tmp.WriteString(kept)
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Chmod(tmp.Name(), 0o644)
+		}
+		if err == nil {
+			err = os.Lchown(tmp.Name(), int(r.acct.UID), int(r.acct.GID))
+		}
+		if err == nil {
+			err = os.Rename(tmp.Name(), path)
+		}
+		os.Remove(tmp.Name()) // gone after the rename
+	}
+	if err != nil {
+		return fmt.Errorf("git clone: config: %w", err)
+	}
+	return nil
+}
+
+// readNoFollow reads a regular file of at most max bytes that is not a
+// symlink; the checkout's .git belongs to the service's user.
+func readNoFollow(path string, max int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() || fi.Size() > max {
+		return nil, fmt.Errorf("%s is not a regular file of at most %d bytes", path, max)
+	}
+	return io.ReadAll(io.LimitReader(f, max))
+}
+
+// maxGitConfig bounds what pgod reads of a checkout's .git/config.
+const maxGitConfig = 64 << 10
+
+// withoutSections is a git config file as git writes it, one section header
+// a line, without the sections whose header is one of headers.
+func withoutSections(config string, headers ...string) string {
+	var b strings.Builder
+	drop := false
+	for line := range strings.Lines(config) {
+		if h := strings.TrimSpace(line); strings.HasPrefix(h, "[") {
+			drop = slices.Contains(headers, h)
+		}
+		if !drop {
+			b.WriteString(line)
+		}
+	}
+	return b.String()
 }
 
 // upstream asks the remote for the branch's commit without transferring
@@ -388,10 +464,48 @@ func (r *repo) fetch(ctx context.Context) error {
 	return err
 }
 
-// head returns the commit checked out.
+// head returns the commit checked out. It reads .git's files as rev-parse
+// would, and runs rev-parse only when they hold anything else than a
+// detached HEAD or a branch's plain ref: every deploy asks.
 func (r *repo) head(ctx context.Context) (string, error) {
+	if commit, ok := r.headFromFiles(); ok {
+		return commit, nil
+	}
 	out, err := r.git(ctx, "-C", r.dir, "rev-parse", "HEAD")
 	return strings.TrimSpace(string(out)), err
+}
+
+// headFromFiles reads HEAD: a commit id, or "ref: refs/heads/NAME" whose
+// id is in its loose ref file or in packed-refs. Links are not followed.
+func (r *repo) headFromFiles() (string, bool) {
+	gitDir := filepath.Join(r.dir, ".git")
+	data, err := readNoFollow(filepath.Join(gitDir, "HEAD"), 4<<10)
+	if err != nil {
+		return "", false
+	}
+	head := strings.TrimSpace(string(data))
+	if isObjectID(head) {
+		return head, true
+	}
+	ref, ok := strings.CutPrefix(head, "ref: ")
+	if !ok || !strings.HasPrefix(ref, "refs/heads/") || !fs.ValidPath(ref) {
+		return "", false
+	}
+	if data, err := readNoFollow(filepath.Join(gitDir, ref), 4<<10); err == nil {
+		id := strings.TrimSpace(string(data))
+		return id, isObjectID(id)
+	}
+	packed, err := readNoFollow(filepath.Join(gitDir, "packed-refs"), maxGitOutput)
+	if err != nil {
+		return "", false
+	}
+	for line := range strings.Lines(string(packed)) {
+		id, name, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if ok && name == ref && isObjectID(id) {
+			return id, true
+		}
+	}
+	return "", false
 }
 
 // hasCommit reports, by its error, whether the clone holds commit.

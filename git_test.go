@@ -480,3 +480,84 @@ func TestTransportOf(t *testing.T) {
 		}
 	}
 }
+
+// TestCloneForgetsTheRemote: the clone's config names no remote and no
+// tracking, and its head is read from .git's files as rev-parse says.
+func TestCloneForgetsTheRemote(t *testing.T) {
+	g := newGitRepo(t)
+	first := g.push(t, goodCompose)
+	r := testRepo(t, "file://"+g.bare)
+	ctx := context.Background()
+	if err := r.clone(ctx); err != nil {
+		t.Fatal(err)
+	}
+	config, err := os.ReadFile(filepath.Join(r.dir, ".git", "config"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(config), "[remote") || strings.Contains(string(config), "[branch") || strings.Contains(string(config), g.bare) {
+		t.Errorf(".git/config keeps the remote:\n%s", config)
+	}
+	if !strings.Contains(string(config), "[core]") {
+		t.Errorf(".git/config lost its core section:\n%s", config)
+	}
+	out, err := r.git(ctx, "-C", r.dir, "remote")
+	if err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Errorf("git remote = %q, %v; want none", out, err)
+	}
+	wantHead := func(want string) {
+		t.Helper()
+		got, ok := r.headFromFiles()
+		if !ok || got != want {
+			t.Errorf("headFromFiles = %q, %v; want %s", got, ok, want)
+		}
+		if got, err := r.head(ctx); err != nil || got != want {
+			t.Errorf("head = %q, %v; want %s", got, err, want)
+		}
+	}
+	wantHead(first) // on the branch, its ref loose or packed
+	if _, err := r.git(ctx, "-C", r.dir, "pack-refs", "--all"); err != nil {
+		t.Fatal(err)
+	}
+	wantHead(first)
+	next := g.push(t, strings.Replace(goodCompose, "1000", "2000", 1))
+	if err := r.fetch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.checkout(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	wantHead(next) // detached
+}
+
+func TestHeadFromFilesFallsBack(t *testing.T) {
+	for name, head := range map[string]string{
+		"symbolic ref outside refs/heads": "ref: refs/remotes/origin/main\n",
+		"ref climbing out":                "ref: refs/heads/../../../etc/passwd\n",
+		"garbage":                         "nonsense\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			os.MkdirAll(filepath.Join(dir, ".git", "refs", "remotes", "origin"), 0o755)
+			os.WriteFile(filepath.Join(dir, ".git", "refs", "remotes", "origin", "main"), []byte(strings.Repeat("a", 40)+"\n"), 0o644)
+			os.WriteFile(filepath.Join(dir, ".git", "HEAD"), []byte(head), 0o644)
+			if got, ok := (&repo{dir: dir}).headFromFiles(); ok {
+				t.Errorf("headFromFiles = %q; want it to leave this to rev-parse", got)
+			}
+		})
+	}
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, ".git"), 0o755)
+	os.Symlink("/etc/hostname", filepath.Join(dir, ".git", "HEAD"))
+	if _, ok := (&repo{dir: dir}).headFromFiles(); ok {
+		t.Error("headFromFiles followed a symlinked HEAD")
+	}
+}
+
+func TestWithoutSections(t *testing.T) {
+	in := "[core]\n\tbare = false\n[remote \"origin\"]\n\turl = /srv/x.git\n\tfetch = +refs/heads/main:refs/remotes/origin/main\n[branch \"main\"]\n\tremote = origin\n[branch \"other\"]\n\tremote = x\n"
+	want := "[core]\n\tbare = false\n[branch \"other\"]\n\tremote = x\n"
+	if got := withoutSections(in, `[remote "origin"]`, `[branch "main"]`); got != want {
+		t.Errorf("withoutSections =\n%s\nwant\n%s", got, want)
+	}
+}

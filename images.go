@@ -44,6 +44,39 @@ func pulledServices(project []byte) (map[string]string, error) {
 	return refs, nil
 }
 
+// imagesPresent reports whether the engine has every image project pulls,
+// so that "compose pull --policy missing" would have nothing to do and its
+// process is not started. A service that asks compose to pull on its own
+// schedule (pull_policy always, daily, ...) is left to compose.
+func (w *worker) imagesPresent(ctx context.Context, project []byte) bool {
+	if w.d.engine == nil {
+		return false
+	}
+	var p struct {
+		Services map[string]struct {
+			PullPolicy string `json:"pull_policy"`
+		} `json:"services"`
+	}
+	if json.Unmarshal(project, &p) != nil {
+		return false
+	}
+	for _, s := range p.Services {
+		if s.PullPolicy != "" && s.PullPolicy != "missing" && s.PullPolicy != "if_not_present" && s.PullPolicy != "never" && s.PullPolicy != "build" {
+			return false
+		}
+	}
+	refs, err := pulledServices(project)
+	if err != nil {
+		return false
+	}
+	for _, ref := range refs {
+		if ok, err := w.d.engine.hasImage(ctx, ref); !ok || err != nil {
+			return false
+		}
+	}
+	return true
+}
+
 // dockerOut runs docker as the service's user and returns its trimmed output.
 func (w *worker) dockerOut(ctx context.Context, args ...string) (string, error) {
 	cmd := w.acct.engineCommand(ctx, w.composeEnv(), w.d.flags.docker, args...)

@@ -22,8 +22,11 @@ package main
 // up", because the host and the engine change between the two.
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"slices"
 )
 
 // violation is one policy finding, printed as "compose.yaml:12: service "web": privileged is not allowed".
@@ -53,12 +56,13 @@ func (v violation) String() string {
 // renderRequest is what rendering and validating one service's checkout needs.
 type renderRequest struct {
 	Service  *Service
-	Checkout string   // the git checkout, the compose project directory
-	DataDir  string   // <datadir>/<name>; bind mounts may point under it
-	Account  *account // who runs compose; nil: the caller (pgo check)
-	Docker   string   // docker binary, normally "docker"
-	Trusted  bool     // the user is uid 0: violations are warnings
-	Others   []string // names of the other configured services, whose names this project may not claim
+	Checkout string                          // the git checkout, the compose project directory
+	DataDir  string                          // <datadir>/<name>; bind mounts may point under it
+	Account  *account                        // who runs compose; nil: the caller (pgo check)
+	Docker   string                          // docker binary, normally "docker"
+	Trusted  bool                            // the user is uid 0: violations are warnings
+	Others   []string                        // names of the other configured services, whose names this project may not claim
+	Observe  func(command string, err error) // counts the render for metrics; may be nil
 }
 
 // renderProject pre-checks the raw compose file, renders it with "docker
@@ -117,6 +121,21 @@ func checkBeforeUp(ctx context.Context, project []byte, r renderRequest, engine 
 		return vs
 	}
 	return append(vs, checkEngine(ctx, p, r, engine)...)
+}
+
+// relocate rewrites the host paths of a project rendered in the directory
+// from (a staging worktree of the commit) to the directory to (the checkout),
+// so that it is the project compose would render there, without rendering
+// it again. Compose makes every path it resolves absolute, a whole JSON
+// string, so only strings that are from or start with from + "/" change.
+// ok is false when from still shows anywhere else, and the caller renders
+// in to instead.
+func relocate(project []byte, from, to string) (relocated []byte, ok bool) {
+	quote := func(s string) []byte { b, _ := json.Marshal(s); return b[:len(b)-1] } // `"s`, unterminated
+	qFrom, qTo := quote(from), quote(to)
+	out := bytes.ReplaceAll(project, append(slices.Clip(qFrom), '"'), append(slices.Clip(qTo), '"'))
+	out = bytes.ReplaceAll(out, append(slices.Clip(qFrom), '/'), append(slices.Clip(qTo), '/'))
+	return out, !bytes.Contains(out, qFrom[1:])
 }
 
 // recheckPaths resolves the host paths of a validated project again; it is

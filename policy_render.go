@@ -84,6 +84,9 @@ func renderWithin(ctx context.Context, r renderRequest, file string, timeout tim
 	head, tail := &cappedBuffer{max: 4 << 10}, newTail(maxTail)
 	cmd.Stdout, cmd.Stderr = stdout, teeWriter{head, tail}
 	err = cmd.Run()
+	if r.Observe != nil {
+		r.Observe("compose config", err)
+	}
 	refused := func(format string, args ...any) ([]byte, []violation, error) {
 		return nil, []violation{{Msg: fmt.Sprintf(format, args...)}}, nil
 	}

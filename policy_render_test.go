@@ -294,3 +294,23 @@ func TestRenderWithoutEngine(t *testing.T) {
 		t.Fatalf("render as nobody: %v, %v\n%s", vs, err, project)
 	}
 }
+
+func TestRelocate(t *testing.T) {
+	stage, checkout := "/var/lib/pgo/shop/.git/pgo-stage", "/var/lib/pgo/shop"
+	in := `{"services":{"web":{"build":{"context":"/var/lib/pgo/shop/.git/pgo-stage"},` +
+		`"volumes":[{"type":"bind","source":"/var/lib/pgo/shop/.git/pgo-stage/conf","target":"/conf"}],` +
+		`"command":["echo","/var/lib/pgo/shop/.git/pgo-stage-evil"]}}}`
+	got, ok := relocate([]byte(in), stage, checkout)
+	want := `{"services":{"web":{"build":{"context":"/var/lib/pgo/shop"},` +
+		`"volumes":[{"type":"bind","source":"/var/lib/pgo/shop/conf","target":"/conf"}],` +
+		`"command":["echo","/var/lib/pgo/shop/.git/pgo-stage-evil"]}}}`
+	if string(got) != want {
+		t.Errorf("relocate =\n%s\nwant\n%s", got, want)
+	}
+	if ok {
+		t.Error("relocate said ok although the staging path still shows inside a string")
+	}
+	if _, ok := relocate([]byte(`{"services":{"web":{"build":{"context":"/var/lib/pgo/shop/.git/pgo-stage/app"}}}}`), stage, checkout); !ok {
+		t.Error("relocate refused a project whose paths all start with the staging path")
+	}
+}

@@ -42,6 +42,7 @@ type worker struct {
 
 	lock    *serviceLock // held by the one operation running on the service
 	trigger *trigger     // a webhook asks for a sync; bursts coalesce into one
+	removed *trigger     // the engine removed a container of the project: repair now
 	cancel  context.CancelFunc
 	done    chan struct{}
 
@@ -86,6 +87,7 @@ func newWorker(d *Daemon, svc *Service, acct *account, lock *serviceLock) *worke
 			roots: []string{filepath.Join(d.flags.dir, svc.Name), filepath.Join(d.flags.datadir, svc.Name)}},
 		lock:      lock,
 		trigger:   newTrigger(),
+		removed:   newTrigger(),
 		done:      make(chan struct{}),
 		firstSync: make(chan struct{}),
 	}
@@ -162,18 +164,43 @@ func (w *worker) run(ctx context.Context) {
 		}
 		// A sync has an hour at most (see syncTimeout); a silent worker beyond that is stuck.
 		w.d.health.beat("worker/"+w.svc.Name, 2*w.d.flags.duration+syncTimeout)
-		timer := time.NewTimer(next)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
+		cause = w.wait(ctx, next)
+		if ctx.Err() != nil {
 			return
-		case <-w.trigger.C():
-			timer.Stop()
-			cause = w.trigger.cause()
-		case <-timer.C:
-			cause = "poll"
 		}
 	}
+}
+
+// wait waits next for the next poll, or less when something asks for a sync,
+// and returns its cause. A removed container is repaired meanwhile.
+func (w *worker) wait(ctx context.Context, next time.Duration) string {
+	timer := time.NewTimer(next)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ""
+		case <-w.trigger.C():
+			return w.trigger.cause()
+		case <-timer.C:
+			return "poll"
+		case <-w.removed.C():
+			w.repairRemoved(ctx)
+		}
+	}
+}
+
+// repairRemoved brings back what was removed outside pgo, unless the
+// service is down on purpose.
+func (w *worker) repairRemoved(ctx context.Context) {
+	w.lock.hold(ctx, "drift repair", func() error {
+		if w.stopped() {
+			return nil
+		}
+		rctx, cancel := context.WithTimeout(ctx, syncTimeout)
+		defer cancel()
+		return w.repair(rctx, nil)
+	})
 }
 
 // begin names the operation that now holds the lock, for the attempts it records.
@@ -275,11 +302,18 @@ func (w *worker) snapshot() (savedState, []byte, []byte) {
 // commit that did not deploy ends it with a *deployError.
 func (w *worker) sync(ctx context.Context, out io.Writer, force bool) error {
 	w.prepared.Store(false)
-	if err := w.prepare(ctx); err != nil {
+	cloned, err := w.prepare(ctx)
+	if err != nil {
 		return w.failSync(out, err)
 	}
 	w.prepared.Store(true)
-	upstream, err := w.repo.upstream(ctx)
+	var upstream string
+	if cloned {
+		// The clone has just fetched the branch: its head is the upstream's.
+		upstream, err = w.repo.head(ctx)
+	} else {
+		upstream, err = w.repo.upstream(ctx)
+	}
 	if err != nil {
 		return w.failSync(out, err)
 	}
@@ -385,33 +419,32 @@ func (w *worker) failSync(out io.Writer, err error) error {
 	return err
 }
 
-// prepare makes the service's directories and mount, and the first clone.
-func (w *worker) prepare(ctx context.Context) error {
+// prepare makes the service's directories and mount, and the first clone;
+// cloned reports that it cloned just now.
+func (w *worker) prepare(ctx context.Context) (cloned bool, err error) {
 	if err := w.ensureDirs(); err != nil {
-		return err
+		return false, err
 	}
 	if w.svc.Mount != "" {
 		if err := ensureMount(ctx, w.d.flags.mountCmd, w.svc.Mount, w.data); err != nil {
-			return err // names the share and the target
+			return false, err // names the share and the target
 		}
 	}
 	if err := w.repo.writeConfig(filepath.Join(w.d.flags.dir, ".gitconfig", w.svc.Name)); err != nil {
-		return fmt.Errorf("git config: %w", err)
+		return false, fmt.Errorf("git config: %w", err)
 	}
-	if !w.repo.cloned() {
-		// Clones take a slot too: a cold start of hundreds of services
-		// should not run hundreds of clones at once.
-		if err := w.acquireSlot(ctx); err != nil {
-			return err
-		}
-		w.log.Info("cloning " + w.svc.RedactedRepository())
-		err := w.repo.clone(ctx)
-		w.releaseSlot()
-		if err != nil {
-			return err
-		}
+	if w.repo.cloned() {
+		return false, nil
 	}
-	return nil
+	// Clones take a slot too: a cold start of hundreds of services should
+	// not run hundreds of clones at once.
+	if err := w.acquireSlot(ctx); err != nil {
+		return false, err
+	}
+	w.log.Info("cloning " + w.svc.RedactedRepository())
+	err = w.repo.clone(ctx)
+	w.releaseSlot()
+	return err == nil, err
 }
 
 // ensureDirs makes the data directory, owned by the service's user, and the
@@ -454,8 +487,8 @@ func (w *worker) ownDir(dir string, mode os.FileMode) error {
 }
 
 // accept judges commit: render it in a staging worktree, and only when it
-// passes check it out and render it again from the live checkout (paths in the
-// rendered project point there). Once something runs, a rejected commit
+// passes check it out and judge it again with its paths in the live
+// checkout, where it runs. Once something runs, a rejected commit
 // leaves the checkout and what runs exactly as they were; before the first
 // deploy the commit is judged in the checkout itself and stays there, its
 // keys never loaded. verify asks for the signature check of signed_commits;
@@ -482,8 +515,10 @@ func (w *worker) accept(ctx context.Context, out io.Writer, commit string, verif
 		// Nothing runs yet, so there is nothing a rejected commit could
 		// disturb: judge it in the checkout itself and skip the staging copy.
 		stage = w.checkout
-		if err := w.repo.checkout(ctx, commit); err != nil {
-			return err
+		if head != commit {
+			if err := w.repo.checkout(ctx, commit); err != nil {
+				return err
+			}
 		}
 	} else if err := w.repo.stage(ctx, stage, commit); err != nil {
 		return err
@@ -504,12 +539,17 @@ func (w *worker) accept(ctx context.Context, out io.Writer, commit string, verif
 	}
 	project := staged
 	if stage != w.checkout {
-		// The rendered project names host paths in the checkout, so render
-		// it again from there, and judge that: it is what will run.
+		// What runs names host paths in the checkout: judge the project
+		// with the staging copy's paths made the checkout's, as compose
+		// renders it there, against the checkout as it is now.
 		if err := w.repo.checkout(ctx, commit); err != nil {
 			return err
 		}
-		project, violations, err = renderProject(ctx, w.renderRequest(w.checkout))
+		if relocated, ok := relocate(staged, stage, w.checkout); ok {
+			project, violations = relocated, validateProject(relocated, w.renderRequest(w.checkout))
+		} else {
+			project, violations, err = renderProject(ctx, w.renderRequest(w.checkout))
+		}
 		if err == nil {
 			err = w.refuse(out, commit, violations)
 		}
@@ -551,6 +591,9 @@ func (w *worker) accept(ctx context.Context, out io.Writer, commit string, verif
 // in dir) that are not there yet. A failure is recorded and retried on the
 // next poll; nothing else changes.
 func (w *worker) pull(ctx context.Context, out io.Writer, commit string, project []byte, dir string) error {
+	if w.imagesPresent(ctx, project) {
+		return nil
+	}
 	if err := w.acquireSlot(ctx); err != nil {
 		return err
 	}
@@ -578,22 +621,45 @@ func (w *worker) attempted(commit string, outcome *deployError, logs []string) {
 	}
 	w.update(func(s *savedState) { s.Attempt, s.LastResult, s.LastError, s.LastDeploy = a, a.Result, a.Reason, a.At })
 	w.d.metrics.deploy(w.svc.Name, a.Result)
-	e := historyEntry{Commit: commit, Subject: w.subject(commit), At: a.At, Trigger: w.cause,
+	e := historyEntry{Commit: commit, At: a.At, Trigger: w.cause,
 		Key: w.by.Fingerprint, KeyFile: w.by.KeyFile, Result: a.Result, Reason: a.Reason}
 	if err := w.hist.add(e); err != nil {
 		w.log.Warn("history: " + err.Error())
 	}
 }
 
-// subject is the first line of commit's message, "" when git cannot say.
-func (w *worker) subject(commit string) string {
+// fillSubjects names each entry's commit by the first line of its message.
+// They are read from the clone when history is shown, in one git run,
+// rather than at every deploy; a commit git no longer has keeps none.
+func (w *worker) fillSubjects(entries []historyEntry) {
+	args := []string{"-C", w.checkout, "log", "--no-walk=unsorted", "--ignore-missing", "--no-show-signature", "--format=%H %s"}
+	wanted := 0
+	for _, e := range entries {
+		if e.Subject == "" && isObjectID(e.Commit) && !slices.Contains(args, e.Commit) {
+			args = append(args, e.Commit)
+			wanted++
+		}
+	}
+	if wanted == 0 || !w.repo.cloned() {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
-	out, err := w.repo.git(ctx, "-C", w.checkout, "log", "-1", "--no-show-signature", "--format=%s", commit, "--")
+	out, err := w.repo.git(ctx, append(args, "--")...)
 	if err != nil {
-		return ""
+		w.log.Warn("history: commit subjects: " + err.Error())
+		return
 	}
-	return strings.TrimSpace(string(out))
+	subjects := map[string]string{}
+	for line := range strings.Lines(string(out)) {
+		id, subject, _ := strings.Cut(strings.TrimRight(line, "\n"), " ")
+		subjects[id] = oneLine(subject, maxHistorySubject)
+	}
+	for i := range entries {
+		if entries[i].Subject == "" {
+			entries[i].Subject = subjects[entries[i].Commit]
+		}
+	}
 }
 
 // refuse records a rejection when violations stop commit, and returns it;
@@ -639,12 +705,17 @@ func (w *worker) renderRequest(dir string) renderRequest {
 		Docker:   w.d.flags.docker,
 		Trusted:  w.acct.root(),
 		Others:   w.d.otherServices(w.svc.Name),
+		Observe:  func(cmd string, err error) { w.d.metrics.command(w.svc.Name, cmd, err) },
 	}
 }
 
 // engine asks the engine about what a project would use, as the service's user.
 func (w *worker) engine() engineInspector {
-	return accountEngine(w.acct, w.composeEnv(), w.d.flags.docker)
+	cli := accountEngine(w.acct, w.composeEnv(), w.d.flags.docker)
+	if w.d.engine != nil {
+		return w.d.engine.inspector(cli)
+	}
+	return cli
 }
 
 // lastCheck runs the checks that depend on the host and the engine right
