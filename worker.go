@@ -272,6 +272,15 @@ func (w *worker) update(f func(*savedState)) {
 	}
 }
 
+// remember changes the state in memory only, for a change the next update
+// writes a moment later: every write is synced, and a cold start of
+// hundreds of services pays for each.
+func (w *worker) remember(f func(*savedState)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	f(&w.st)
+}
+
 // touch records a successful look upstream. It is not written to disk by
 // itself: an idle poll of hundreds of services should not fsync each time.
 func (w *worker) touch(upstream string) {
@@ -800,7 +809,7 @@ func (w *worker) deploy(ctx context.Context, out io.Writer) error {
 		}
 	}
 	defer release()
-	w.update(func(s *savedState) { s.LastDeploy = time.Now() })
+	w.remember(func(s *savedState) { s.LastDeploy = time.Now() })
 
 	if err := w.lastCheck(ctx, project); err != nil {
 		release() // the rollback takes a slot of its own
@@ -830,10 +839,10 @@ func (w *worker) deploy(ctx context.Context, out io.Writer) error {
 	w.mu.Lock()
 	w.deployed = project
 	w.mu.Unlock()
-	w.update(func(s *savedState) {
+	w.remember(func(s *savedState) {
 		s.Deployed, s.DeployedBuilds, s.DeployedAt, s.Failed = commit, st.ValidatedBuilds, time.Now(), ""
 	})
-	w.attempted(commit, nil, nil)
+	w.attempted(commit, nil, nil) // writes the state
 	if st.LastResult != "" && st.LastResult != resultOK {
 		w.tell(eventRecovered, commit, "deployed after "+st.LastResult)
 	}
