@@ -319,7 +319,9 @@ func TestSecretsCheck(t *testing.T) {
 func TestCheckReportsTheSecretsFile(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, secretsFile), []byte("TOKEN=x\n"), 0o644)
-	render := func(context.Context, renderRequest) ([]byte, []violation, error) { return []byte(`{"services": {}}`), nil, nil }
+	render := func(context.Context, renderRequest) ([]byte, []violation, error) {
+		return []byte(`{"services": {}}`), nil, nil
+	}
 	var stdout, stderr bytes.Buffer
 	code := check([]string{"-s", "shop", dir}, &stdout, &stderr, render, nil)
 	if code != 1 || !strings.Contains(stdout.String(), "secrets.env.age: not a well-formed age file") || strings.Contains(stdout.String(), "passes the policy") {
