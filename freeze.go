@@ -86,7 +86,7 @@ func (w *worker) renderStaged(ctx context.Context, commit string) ([]byte, strin
 	// The staging copy stands in for the checkout: name the checkout's paths.
 	project = bytes.ReplaceAll(project, []byte(stage), []byte(w.checkout))
 	if len(violations) > 0 && !w.acct.root() {
-		return project, fmt.Sprintf("is rejected: %d policy violations (%s)", len(violations), violations[0]), nil
+		return project, fmt.Sprintf("is rejected: %d policy violations (%s)", len(violations), redact(violations[0].String(), w.secrets)), nil
 	}
 	return project, "passes the policy", nil
 }

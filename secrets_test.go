@@ -447,3 +447,17 @@ func pathOnly(t *testing.T, commands ...string) string {
 	}
 	return dir
 }
+
+// A policy violation that quotes an interpolated secret shows it as ***.
+func TestWorkerRejectionHidesCommittedSecrets(t *testing.T) {
+	w, g, first, recipient := secretsWorker(t, goodCompose)
+	compose := "services:\n  web:\n    image: busybox:stable\n    volumes: [\"/etc/${HIDDEN_DIR}:/x\"]\n"
+	commit := g.pushFiles(t, map[string][]byte{"compose.yaml": []byte(compose),
+		secretsFile: ageEncrypt(t, "HIDDEN_DIR=secret-dir-name\n", false, recipient)})
+	w.sync(context.Background(), nil, false)
+	st := w.status()
+	reasons := strings.Join(st.Rejection, "\n")
+	if st.Rejected != commit || st.Deployed != first || !strings.Contains(reasons, "/etc/***") || strings.Contains(reasons+st.Attempt.Reason, "secret-dir-name") {
+		t.Errorf("rejected %s, deployed %s:\n%s\n%s", short(st.Rejected), short(st.Deployed), reasons, st.Attempt.Reason)
+	}
+}

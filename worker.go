@@ -616,7 +616,7 @@ func (w *worker) refuse(out io.Writer, commit string, violations []violation) er
 	}
 	reasons := make([]string, len(violations))
 	for i, v := range violations {
-		reasons[i] = v.String()
+		reasons[i] = redact(v.String(), w.secrets) // a value may come from interpolation
 	}
 	if w.acct.root() {
 		for _, r := range reasons {
