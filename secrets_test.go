@@ -461,3 +461,21 @@ func TestWorkerRejectionHidesCommittedSecrets(t *testing.T) {
 		t.Errorf("rejected %s, deployed %s:\n%s\n%s", short(st.Rejected), short(st.Deployed), reasons, st.Attempt.Reason)
 	}
 }
+
+// A pgod that starts again decrypts the checkout's secrets once more:
+// compose gets them, and redact hides them, before any new commit.
+func TestWorkerRestoresCommittedSecrets(t *testing.T) {
+	w, g, _, recipient := secretsWorker(t, goodCompose)
+	g.pushFiles(t, map[string][]byte{"compose.yaml": []byte(secretsCompose),
+		secretsFile: ageEncrypt(t, "TOKEN=restored-token\n", false, recipient)})
+	if err := w.sync(context.Background(), nil, false); err != nil {
+		t.Fatal(err)
+	}
+	again := newWorker(w.d, w.svc, w.acct, newServiceLock())
+	if err := again.restore(); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(again.composeEnv(), "TOKEN=restored-token") || redact("restored-token", again.secrets) != "***" {
+		t.Errorf("after a restart: env %q", again.composeEnv())
+	}
+}
