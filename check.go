@@ -34,6 +34,9 @@ whose names the project may not claim; without -c, PATH is checked as a
 service named after its directory with the default policy, no exceptions, and
 no other services known (pgod may still refuse a name another service owns).
 Each violation is printed as "compose.yaml:LINE: service "web": REASON".
+A secrets.env.age beside the compose file is checked to be a well-formed age
+file with an ssh-ed25519 recipient, never decrypted: the render runs without
+its variables.
 Rendering needs prlimit (util-linux), which bounds compose's memory.
 
 Flags:
@@ -304,6 +307,12 @@ func checkProject(f *checkFlags, cfg *Config, svc *Service, trusted bool, stdout
 		fmt.Fprintf(stderr, "pgo check: service %q: %s\n", svc.Name, redact(err.Error(), secrets))
 		return 2
 	}
+	// pgo check has no host key: it says whether the committed secrets are
+	// a well-formed age file for an SSH key, and the render ran without them.
+	sealed, sealedOK := secretsCheck(checkout, svc)
+	if sealed != "" {
+		fmt.Fprintln(stdout, sealed)
+	}
 	prefix := ""
 	if trusted {
 		prefix = "warning: "
@@ -316,7 +325,7 @@ func checkProject(f *checkFlags, cfg *Config, svc *Service, trusted bool, stdout
 		fmt.Fprintln(stdout, r)
 	}
 	switch {
-	case len(routes) > 0, len(violations) > 0 && !trusted:
+	case len(routes) > 0, len(violations) > 0 && !trusted, !sealedOK:
 		return 1
 	case len(violations) == 0:
 		fmt.Fprintf(stdout, "%s: ok, service %q passes the policy\n", f.path, svc.Name)

@@ -16,13 +16,15 @@ import (
 
 // composeEnv is the whole environment of every docker and docker compose
 // command run for a service: a minimal base, the per-user docker config, remote
-// resources off, and the service's env from pgo.toml. Nothing of pgod's own.
+// resources off, the validated commit's secrets.env.age (secrets.go) and the
+// service's env from pgo.toml, which comes last. Nothing of pgod's own.
 func (w *worker) composeEnv() []string {
 	env := append(w.acct.baseEnv(),
 		"DOCKER_CONFIG="+filepath.Join(w.acct.Home, ".docker"),
 		"COMPOSE_EXPERIMENTAL_GIT_REMOTE=false",
 		"COMPOSE_EXPERIMENTAL_OCI_REMOTE=false",
 	)
+	env = append(env, w.committedEnv()...)
 	return append(env, w.svc.Env...)
 }
 

@@ -41,7 +41,8 @@ Environment:
 
 Ops: up, down, stop, start, restart, ps, pull, logs, exec, check (alias load),
 git pull, git hash, status, history [N], diff, freeze [REASON], unfreeze,
-rollback COMMIT, ping. A key under ssh/ro/ may run only ping, ps, logs,
+rollback COMMIT, recipient (the host key line secrets.env.age is encrypted
+to), ping. A key under ssh/ro/ may run only ping, recipient, ps, logs,
 status, history, diff, check and git hash.
 
 Exit status: the op's own; for ops that deploy (git pull, up, restart,

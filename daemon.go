@@ -524,7 +524,7 @@ func (d *Daemon) startErrors(ctx context.Context, workers []*worker, wait time.D
 		case <-w.firstSync:
 		}
 		if w.startErr != "" {
-			failed = append(failed, fmt.Sprintf("service %q: %s", w.svc.Name, redact(w.startErr, w.secrets)))
+			failed = append(failed, fmt.Sprintf("service %q: %s", w.svc.Name, redact(w.startErr, w.svc.secrets())))
 		}
 	}
 	slices.Sort(failed)

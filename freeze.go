@@ -71,14 +71,21 @@ func (w *worker) renderStaged(ctx context.Context, commit string) ([]byte, strin
 		return nil, "", err
 	}
 	defer w.repo.unstage(ctx, stage)
-	project, violations, err := renderProject(ctx, w.renderRequest(stage))
+	env, reason, err := w.openSecrets(ctx, commit, stage)
+	if err != nil {
+		return nil, "", err
+	}
+	if reason != "" {
+		return nil, "is rejected: " + reason, nil
+	}
+	project, violations, err := renderProject(ctx, w.renderRequestWith(stage, env))
 	if err != nil {
 		return nil, "cannot be rendered: " + redact(err.Error(), w.secrets), nil
 	}
 	// The staging copy stands in for the checkout: name the checkout's paths.
 	project, _ = relocate(project, stage, w.checkout)
 	if len(violations) > 0 && !w.acct.root() {
-		return project, fmt.Sprintf("is rejected: %d policy violations (%s)", len(violations), violations[0]), nil
+		return project, fmt.Sprintf("is rejected: %d policy violations (%s)", len(violations), redact(violations[0].String(), w.secrets)), nil
 	}
 	return project, "passes the policy", nil
 }
@@ -179,7 +186,8 @@ func (w *worker) diff(ctx context.Context, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	_, err = io.WriteString(stdout, d.String())
+	// Values shown (a command, an image) may hold a secret interpolated.
+	_, err = io.WriteString(stdout, redact(d.String(), w.secrets))
 	return err
 }
 

@@ -438,8 +438,9 @@ type opRun struct {
 	stderr io.Writer
 	pty    *ptyRequest // the client's pty request, nil without one
 	// winch delivers window changes of the client's terminal while a PTY op runs.
-	winch    <-chan winSize
-	hostname string
+	winch     <-chan winSize
+	hostname  string
+	recipient string // the host key as an age recipient (secrets.go)
 }
 
 var noArgs = &argSpec{}
@@ -554,6 +555,11 @@ var ops = map[string]*opSpec{
 		}},
 	"unfreeze": {mutating: true, args: noArgs, help: "follow the branch again; the head deploys at once",
 		run: func(ctx context.Context, o *opRun) error { return o.svc.unfreeze(ctx, o.stdout) }},
+	"recipient": {readOnly: true, args: noArgs, help: "print the host's SSH key line, the age recipient secrets.env.age is encrypted to",
+		run: func(ctx context.Context, o *opRun) error {
+			_, err := fmt.Fprintln(o.stdout, o.recipient)
+			return err
+		}},
 	"ping": {readOnly: true, args: noArgs, help: "answer pong",
 		run: func(ctx context.Context, o *opRun) error {
 			_, err := fmt.Fprintf(o.stdout, "pong! - %s\n", o.hostname)

@@ -883,7 +883,7 @@ func (s *sshServer) runOp(ctx context.Context, req opRequest, svc serviceControl
 		return err
 	}
 	o := &opRun{name: req.service, svc: svc, args: args, stdin: ch, stdout: ch, stderr: ch.Stderr(),
-		pty: pty, winch: winch, hostname: s.hostname}
+		pty: pty, winch: winch, hostname: s.hostname, recipient: recipientLine(s.hostKey.PublicKey(), s.hostname)}
 	if !spec.mutating {
 		return spec.run(ctx, o)
 	}

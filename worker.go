@@ -59,6 +59,8 @@ type worker struct {
 	running   int
 	desired   int
 	ctrs      []psEntry // the project's containers at the last look
+	// sealed holds the decrypted secrets.env.age of recent commits (secrets.go).
+	sealed []committedSecrets
 
 	// cause names what started the operation holding the lock ("poll",
 	// "git pull", ...) and by who the SSH op's caller, for the attempts it
@@ -122,6 +124,7 @@ func (w *worker) restore() error {
 	if w.repo.cloned() && st.Validated != "" {
 		if head, err := w.repo.head(context.Background()); err == nil && head == st.Validated {
 			w.loadKeys()
+			w.restoreSecrets(head)
 		}
 	}
 	return nil
@@ -532,7 +535,16 @@ func (w *worker) accept(ctx context.Context, out io.Writer, commit string, verif
 	} else if err := w.repo.stage(ctx, stage, commit); err != nil {
 		return err
 	}
-	staged, violations, err := renderProject(ctx, w.renderRequest(stage))
+	// The committed secrets are decrypted before the render: it interpolates them.
+	env, reason, err := w.openSecrets(ctx, commit, stage)
+	if err == nil && reason != "" {
+		err = w.reject(out, commit, []string{reason}, reason)
+	}
+	var staged []byte
+	var violations []violation
+	if err == nil {
+		staged, violations, err = renderProject(ctx, w.renderRequestWith(stage, env))
+	}
 	if err == nil {
 		err = w.refuse(out, commit, violations)
 	}
@@ -555,9 +567,9 @@ func (w *worker) accept(ctx context.Context, out io.Writer, commit string, verif
 			return err
 		}
 		if relocated, ok := relocate(staged, stage, w.checkout); ok {
-			project, violations = relocated, validateProject(relocated, w.renderRequest(w.checkout))
+			project, violations = relocated, validateProject(relocated, w.renderRequestWith(w.checkout, env))
 		} else {
-			project, violations, err = renderProject(ctx, w.renderRequest(w.checkout))
+			project, violations, err = renderProject(ctx, w.renderRequestWith(w.checkout, env))
 		}
 		if err == nil {
 			err = w.refuse(out, commit, violations)
@@ -679,7 +691,7 @@ func (w *worker) refuse(out io.Writer, commit string, violations []violation) er
 	}
 	reasons := make([]string, len(violations))
 	for i, v := range violations {
-		reasons[i] = v.String()
+		reasons[i] = redact(v.String(), w.secrets) // a value may come from interpolation
 	}
 	if w.acct.root() {
 		for _, r := range reasons {
@@ -707,7 +719,7 @@ func (w *worker) reject(out io.Writer, commit string, reasons []string, summary 
 
 func (w *worker) renderRequest(dir string) renderRequest {
 	return renderRequest{
-		Service:  w.svc,
+		Service:  w.renderService(w.committedEnv()),
 		Checkout: dir,
 		DataDir:  w.data,
 		Account:  w.acct,
