@@ -78,6 +78,11 @@ func startsContainers(args []string) bool {
 // composeCmdIn prepares compose on a project as it is, with dir as the
 // project directory: a staging worktree, where only images are pulled.
 func (w *worker) composeCmdIn(ctx context.Context, project []byte, dir string, args ...string) *exec.Cmd {
+	if w.d.view != nil {
+		// The next look asks the engine: this command's events may come
+		// after it ends.
+		w.d.view.forget(w.svc.Name)
+	}
 	full := append([]string{"compose", "-p", w.svc.Name, "-f", "-", "--project-directory", dir}, args...)
 	cmd := w.acct.engineCommand(ctx, w.composeEnv(), w.d.flags.docker, full...)
 	cmd.Stdin = bytes.NewReader(project)

@@ -216,6 +216,16 @@ func TestContainerViewFollowsEvents(t *testing.T) {
 		t.Errorf("the look after the refresh asked the engine %d times, want 0", n)
 	}
 
+	// What pgod runs itself is asked about at the next look: its events
+	// may come after the command ends.
+	lists = f.lists.Load()
+	v.forget("shop")
+	v.containers(ctx, "shop")
+	v.containers(ctx, "shop")
+	if n := f.lists.Load() - lists; n != 1 {
+		t.Errorf("two looks after forget asked the engine %d times, want 1", n)
+	}
+
 	// A removal is reported at once.
 	f.set()
 	f.events <- engineEventOf("destroy", "shop")

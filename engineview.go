@@ -62,6 +62,15 @@ func (v *containerView) containers(ctx context.Context, project string) ([]psEnt
 	return ps, nil
 }
 
+// forget has the next look at project ask the engine.
+func (v *containerView) forget(project string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.changed != nil {
+		v.changed[project]++
+	}
+}
+
 // eventRetry bounds the wait before the stream is opened again.
 const eventRetry = 30 * time.Second
 
