@@ -245,17 +245,20 @@ func (b *bench) goTarget(name, addr, knownHostsFile, command, expect string) (ta
 	return target{name: name, expect: expect, inProcess: &goClient{addr: addr, command: command, config: config}}, nil
 }
 
+// latencyRows adds a target's percentiles; pgoctl's medians must stay at or
+// below today's (quotedPingSeq, quotedPingConc).
 func (b *bench) latencyRows(name string, l latencies) {
-	ref, factor := 0.0, 0.0
-	if strings.HasPrefix(name, "pgoctl") {
-		ref, factor = refPingMs, betterBy
-	}
 	seq, conc := fmt.Sprintf("n=%d", len(l.sequential)), fmt.Sprintf("%d clients, n=%d", b.o.clients, len(l.concurrent))
-	b.rows = append(b.rows,
-		valueRow(name+": p50 sequential", "ms", percentile(l.sequential, 50), seq, ref, factor),
-		valueRow(name+": p99 sequential", "ms", percentile(l.sequential, 99), seq, 0, 0),
-		valueRow(name+": p50 concurrent", "ms", percentile(l.concurrent, 50), conc, 0, 0),
-		valueRow(name+": p99 concurrent", "ms", percentile(l.concurrent, 99), conc, 0, 0),
+	p50seq := valueRow(name+": p50 sequential", "ms", percentile(l.sequential, 50), seq)
+	p50conc := valueRow(name+": p50 concurrent", "ms", percentile(l.concurrent, 50), conc)
+	if strings.HasPrefix(name, "pgoctl") {
+		p50seq, p50conc = p50seq.within(quotedPingSeq), p50conc.within(quotedPingConc)
+	}
+	b.add(
+		p50seq,
+		valueRow(name+": p99 sequential", "ms", percentile(l.sequential, 99), seq),
+		p50conc,
+		valueRow(name+": p99 concurrent", "ms", percentile(l.concurrent, 99), conc),
 	)
 }
 
@@ -271,9 +274,9 @@ func (b *bench) ratioRows(r map[string]latencies) {
 			continue
 		}
 		for _, p := range []float64{50, 99} {
-			b.rows = append(b.rows,
-				ratioRow(fmt.Sprintf("ratio %s / OpenSSH: p%.0f sequential", name, p), percentile(l.sequential, p)/percentile(base.sequential, p)),
-				ratioRow(fmt.Sprintf("ratio %s / OpenSSH: p%.0f concurrent", name, p), percentile(l.concurrent, p)/percentile(base.concurrent, p)),
+			b.add(
+				ratioValue(fmt.Sprintf("%s / OpenSSH sshd: p%.0f sequential", name, p), percentile(l.sequential, p)/percentile(base.sequential, p), sshWithin),
+				ratioValue(fmt.Sprintf("%s / OpenSSH sshd: p%.0f concurrent", name, p), percentile(l.concurrent, p)/percentile(base.concurrent, p), sshWithin),
 			)
 		}
 	}
@@ -281,9 +284,9 @@ func (b *bench) ratioRows(r map[string]latencies) {
 	goPgod, ok1 := r["Go client in-process -> pgod ping"]
 	goSSHD, ok2 := r["Go client in-process -> sshd true"]
 	if ok1 && ok2 {
-		b.rows = append(b.rows,
-			ratioRow("ratio Go client: pgod / sshd, p50 sequential", median(goPgod.sequential)/median(goSSHD.sequential)),
-			ratioRow("ratio Go client: pgod / sshd, p50 concurrent", median(goPgod.concurrent)/median(goSSHD.concurrent)),
+		b.add(
+			ratioValue("Go client: pgod / sshd, p50 sequential", median(goPgod.sequential)/median(goSSHD.sequential), sshWithin),
+			ratioValue("Go client: pgod / sshd, p50 concurrent", median(goPgod.concurrent)/median(goSSHD.concurrent), sshWithin),
 		)
 	}
 }
