@@ -67,7 +67,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "BENCH.md", "report file to write")
 	flag.StringVar(&o.notes, "notes", "bench/notes.md", "analysis appended to the report")
 	flag.IntVar(&o.services, "n", 200, "services for idle, push and ssh (its fleet's cold start runs last and stays up)")
-	coldNs := flag.String("cold-n", "50,200,800", "fleet sizes of the cold starts (default: -n alone when -n is given)")
+	coldNs := flag.String("cold-n", "50,200,800", "fleet sizes of the cold starts; -n without -cold-n measures -n alone")
 	flag.DurationVar(&o.interval, "t", 10*time.Second, "pgod poll interval (-t)")
 	flag.IntVar(&o.repeats, "repeats", 3, "cold starts per fleet size up to 200, each after a git clone floor")
 	flag.IntVar(&o.largeRepeats, "large-repeats", 2, "cold starts per fleet size above 200")
