@@ -203,23 +203,23 @@ func (e *engineRun) allRunning() bool {
 // idleCycles measures -cycles poll intervals with nothing new upstream, each
 // after an ls-remote floor pass over the same repositories.
 func (e *engineRun) idleCycles() error {
+	// The engine's CPU is read at the start and at the end of each window:
+	// the docker processes logged then bound the window's too.
 	var marks []int
+	probe := func() time.Duration {
+		marks = append(marks, e.calls.count())
+		return engineCPU()
+	}
 	var err error
 	e.idle, err = e.b.cycleCPU(e.d, e.b.o.cycles, func(int) error {
 		fl, err := e.b.lsRemoteFloor(e.fleet)
 		e.floor = append(e.floor, fl.cpu.Seconds())
 		return err
-	}, func(int) error {
-		marks = append(marks, e.calls.count())
-		return nil
-	}, engineCPU)
+	}, nil, probe)
 	if err != nil {
 		return err
 	}
-	// A window's docker processes: those logged from its start to the next
-	// window's start (the floor pass between runs no docker) or to the end.
-	marks = append(marks, e.calls.count())
-	for i := 0; i+1 < len(marks); i++ {
+	for i := 0; i+1 < len(marks); i += 2 {
 		calls := e.calls.between(marks[i], marks[i+1])
 		e.compose = append(e.compose, float64(calls.compose()))
 		e.cli = append(e.cli, float64(len(calls)-calls.compose()))
@@ -313,7 +313,7 @@ func (e *engineRun) deployOnce(name string, perDeploy, secs *[]float64, subs map
 	// containers): count until its docker processes for the service stop.
 	quiet := time.Now()
 	seen := 0
-	err = e.d.waitEvery(10*time.Second, 100*time.Millisecond, func() bool {
+	err = e.d.waitEvery(30*time.Second, 100*time.Millisecond, func() bool {
 		if now := len(e.calls.since(mark).of(name)); now != seen {
 			seen, quiet = now, time.Now()
 		}
