@@ -32,16 +32,17 @@ type daemon struct {
 // daemonSpec is what one pgod runs against.
 type daemonSpec struct {
 	fleet  *fleet
-	root   string   // a directory of its own: -d, --datadir and pgod.log go in it
-	docker string   // --docker
-	extra  []string // more flags: --docker-socket
-	fake   bool     // the substitute docker: reset to "no containers", its log followed
+	root   string        // a directory of its own: -d, --datadir and pgod.log go in it
+	docker string        // --docker
+	extra  []string      // more flags: --docker-socket
+	fake   bool          // the substitute docker: reset to "no containers", its log followed
+	poll   time.Duration // -t
 }
 
 // substitute is the spec of a pgod on the substitute docker (and its Engine
 // API socket, when pgod has the flag) in a new directory under the scratch one.
 func (b *bench) substitute(f *fleet, run string) daemonSpec {
-	s := daemonSpec{fleet: f, root: filepath.Join(b.o.work, run), docker: b.o.docker, fake: true}
+	s := daemonSpec{fleet: f, root: filepath.Join(b.o.work, run), docker: b.o.docker, fake: true, poll: b.o.interval}
 	if b.socketFlag {
 		s.extra = []string{"--docker-socket", b.fakeSocket}
 	}
@@ -71,7 +72,7 @@ func (b *bench) startDaemon(spec daemonSpec) (*daemon, error) {
 	}
 	args := []string{
 		"-c", spec.fleet.config, "-d", d.dir, "--datadir", filepath.Join(root, "data"),
-		"-s", d.sshAddr, "-m", d.metrics, "--webhooks", d.metrics, "-t", b.o.interval.String(), "--docker", spec.docker,
+		"-s", d.sshAddr, "-m", d.metrics, "--webhooks", d.metrics, "-t", spec.poll.String(), "--docker", spec.docker,
 	}
 	if b.o.maxParallel > 0 {
 		args = append(args, "--max-parallel", strconv.Itoa(b.o.maxParallel))

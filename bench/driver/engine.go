@@ -154,7 +154,7 @@ func buildBenchImage(work string) error {
 // coldStart starts pgod on the fleet and waits until every project's
 // container runs.
 func (e *engineRun) coldStart() error {
-	spec := daemonSpec{fleet: e.fleet, root: filepath.Join(e.b.o.work, "engine-pgo"), docker: e.calls.wrapper}
+	spec := daemonSpec{fleet: e.fleet, root: filepath.Join(e.b.o.work, "engine-pgo"), docker: e.calls.wrapper, poll: e.b.o.interval}
 	if e.b.socketFlag {
 		spec.extra = []string{"--docker-socket", engineSocket}
 	}

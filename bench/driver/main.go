@@ -35,6 +35,7 @@ type options struct {
 	services      int           // N of idle, push and ssh
 	coldNs        []int         // N of the cold starts
 	interval      time.Duration // pgod -t
+	coldInterval  time.Duration // pgod -t of the measured cold starts
 	repeats       int           // cold starts per N up to 200
 	largeRepeats  int           // cold starts per N above 200
 	engineN       int           // services on the real engine
@@ -68,7 +69,8 @@ func main() {
 	flag.StringVar(&o.notes, "notes", "bench/notes.md", "analysis appended to the report")
 	flag.IntVar(&o.services, "n", 200, "services for idle, push and ssh (its fleet's cold start runs last and stays up)")
 	coldNs := flag.String("cold-n", "50,200,800", "fleet sizes of the cold starts; -n without -cold-n measures -n alone")
-	flag.DurationVar(&o.interval, "t", 10*time.Second, "pgod poll interval (-t)")
+	flag.DurationVar(&o.interval, "t", 10*time.Second, "pgod poll interval (-t) of the idle, push, ssh and engine phases")
+	flag.DurationVar(&o.coldInterval, "cold-t", 5*time.Minute, "pgod poll interval (-t) of the measured cold starts: pgod's default, so that no service polls again before the last is up")
 	flag.IntVar(&o.repeats, "repeats", 3, "cold starts per fleet size up to 200, each after a git clone floor")
 	flag.IntVar(&o.largeRepeats, "large-repeats", 2, "cold starts per fleet size above 200")
 	flag.IntVar(&o.engineN, "engine-n", 50, "services deployed on the real engine")

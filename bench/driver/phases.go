@@ -16,56 +16,58 @@ import (
 )
 
 // coldStarts measures each fleet size of -cold-n: pgod started on empty
-// state, until every service's first "compose up", taking turns with the git
-// clone floor (floor, pgo, floor, pgo, ...), each pass in directories of its
-// own. With measure false only the fleet of -n starts, once. The last daemon,
-// of -n's fleet, is left running for the other phases.
+// state, with -cold-t, until every service's first "compose up", taking
+// turns with the git clone floor (floor, pgo, floor, pgo, ...), each pass in
+// directories of its own. Then it starts the daemon the other phases use, on
+// -n's fleet with -t (unmeasured), and returns it running.
 func (b *bench) coldStarts(measure bool) *daemon {
-	ns := b.coldNs
-	if !measure {
-		ns = []int{b.o.services}
-	}
-	var d *daemon
-	for _, n := range ns {
-		d = b.coldStartsAt(b.fleets[n], measure)
-		if d == nil {
-			return nil
-		}
-		if n != b.o.services {
+	if measure {
+		for _, n := range b.coldNs {
+			d := b.coldStartsAt(b.fleets[n])
+			if d == nil {
+				return nil
+			}
 			d.stop()
 		}
+	}
+	d, err := b.startDaemon(b.substitute(b.main, "main-pgo"))
+	if err == nil {
+		_, err = b.waitAllUp(d, b.main, b.o.deadline*time.Duration(max(1, b.main.n()/200)))
+	}
+	if err != nil {
+		b.fail(fmt.Sprintf("start of N=%d -t %s", b.main.n(), b.o.interval), err)
+		if d != nil {
+			d.stop()
+		}
+		return nil
 	}
 	return d
 }
 
 // coldStartsAt measures cold starts of f's fleet and returns the last daemon,
 // still running (nil when one failed).
-func (b *bench) coldStartsAt(f *fleet, measure bool) *daemon {
+func (b *bench) coldStartsAt(f *fleet) *daemon {
 	n := f.n()
 	repeats := b.o.repeats
 	if n > 200 {
 		repeats = b.o.largeRepeats
 	}
-	if !measure {
-		repeats = 1
-	}
-	figure := fmt.Sprintf("cold start N=%d", n)
+	figure := fmt.Sprintf("cold start N=%d -t %s", n, b.o.coldInterval)
 	var secs, cpu, self, hwm, floorSecs, floorCPU, wallRatio, cpuRatio, load []float64
 	var d *daemon
 	for r := 1; r <= repeats; r++ {
 		if d != nil {
 			d.stop()
 		}
-		if measure {
-			fl, err := b.cloneFloor(f, filepath.Join(b.o.work, fmt.Sprintf("cold%d-%d-floor", n, r)))
-			if err != nil {
-				b.fail(figure+": git clone floor", err)
-				return nil
-			}
-			floorSecs, floorCPU = append(floorSecs, fl.wall.Seconds()), append(floorCPU, fl.cpu.Seconds())
+		fl, err := b.cloneFloor(f, filepath.Join(b.o.work, fmt.Sprintf("cold%d-%d-floor", n, r)))
+		if err != nil {
+			b.fail(figure+": git clone floor", err)
+			return nil
 		}
-		var err error
-		if d, err = b.startDaemon(b.substitute(f, fmt.Sprintf("cold%d-%d-pgo", n, r))); err != nil {
+		floorSecs, floorCPU = append(floorSecs, fl.wall.Seconds()), append(floorCPU, fl.cpu.Seconds())
+		spec := b.substitute(f, fmt.Sprintf("cold%d-%d-pgo", n, r))
+		spec.poll = b.o.coldInterval
+		if d, err = b.startDaemon(spec); err != nil {
 			b.fail(figure, err)
 			return nil
 		}
@@ -89,15 +91,10 @@ func (b *bench) coldStartsAt(f *fleet, measure bool) *daemon {
 		cpu = append(cpu, p.cpu().Seconds())
 		self = append(self, p.self.Seconds())
 		hwm = append(hwm, mib(p.hwm))
-		if measure {
-			wallRatio = append(wallRatio, secs[r-1]/floorSecs[r-1])
-			cpuRatio = append(cpuRatio, cpu[r-1]/floorCPU[r-1])
-			log.Printf("%s, %d of %d: %.2fs (floor %.2fs), %.2f CPU s (floor %.2f; pgod %.2f), peak RSS %.1f MiB, load %.2f",
-				figure, r, repeats, secs[r-1], floorSecs[r-1], cpu[r-1], floorCPU[r-1], self[r-1], hwm[r-1], load[r-1])
-		}
-	}
-	if !measure {
-		return d
+		wallRatio = append(wallRatio, secs[r-1]/floorSecs[r-1])
+		cpuRatio = append(cpuRatio, cpu[r-1]/floorCPU[r-1])
+		log.Printf("%s, %d of %d: %.2fs (floor %.2fs), %.2f CPU s (floor %.2f; pgod %.2f), peak RSS %.1f MiB, load %.2f",
+			figure, r, repeats, secs[r-1], floorSecs[r-1], cpu[r-1], floorCPU[r-1], self[r-1], hwm[r-1], load[r-1])
 	}
 	l := loads(load)
 	clones := fmt.Sprintf("git clone ×%d, %d at once", n, b.parallel)
