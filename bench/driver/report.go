@@ -23,6 +23,7 @@ type row struct {
 	hasTarget bool
 	load      string // 1-minute load average while it was measured
 	failed    string // why the figure could not be measured
+	failures  int    // samples that failed (a refused call): the target is not met
 }
 
 func samplesRow(figure, unit string, samples []float64) row {
@@ -90,7 +91,7 @@ func (r row) verdict() string {
 		return "FAILED"
 	case !r.hasTarget:
 		return ""
-	case r.value <= r.target:
+	case r.value <= r.target && r.failures == 0:
 		return "meets"
 	}
 	return "MISSES"
