@@ -158,8 +158,8 @@ const (
 	quotedPingConc   = 88.5 // ms, pgoctl -> pgod p50 with 32 clients at once
 	quotedPeakRSS    = 15.3 // MiB, cold start N=200
 	quotedPeakRSS8   = 27   // MiB, cold start N=800
-	quotedWhere      = "BENCH.md, run of 2026-11-26 16:45 UTC on this machine"
-	quotedWhere800   = "issue #14 as filed (its run's date is not given)"
+	quotedWhere      = "BENCH.md, run of 2026-11-26 16:45 UTC, on an Intel Xeon with 2 cores and kernel 6.18.44-fc-v669"
+	quotedWhere800   = "issue #14 as filed, which does not give its run's date"
 	coldWithin       = 1.25 // cold start, pgo / git clone floor, wall and CPU
 	idleWithin       = 1.2  // idle cycle, pgo / git ls-remote floor
 	sshWithin        = 1.5  // pgod's SSH path against OpenSSH
