@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -28,30 +29,55 @@ type daemon struct {
 	exited  chan struct{}
 }
 
-// startDaemon runs pgod on a fresh state directory with the substitute docker
-// reset to "no containers".
-func (b *bench) startDaemon(run string) (*daemon, error) {
-	root := filepath.Join(b.o.work, run)
-	if err := os.RemoveAll(filepath.Join(b.fakeDir, "state")); err != nil {
-		return nil, err
+// daemonSpec is what one pgod runs against.
+type daemonSpec struct {
+	fleet  *fleet
+	root   string        // a directory of its own: -d, --datadir and pgod.log go in it
+	docker string        // --docker
+	extra  []string      // more flags: --docker-socket
+	fake   bool          // the substitute docker: reset to "no containers", its log followed
+	poll   time.Duration // -t
+}
+
+// substitute is the spec of a pgod on the substitute docker (and its Engine
+// API socket, when pgod has the flag) in a new directory under the scratch one.
+func (b *bench) substitute(f *fleet, run string) daemonSpec {
+	s := daemonSpec{fleet: f, root: filepath.Join(b.o.work, run), docker: b.o.docker, fake: true, poll: b.o.interval}
+	if b.socketFlag {
+		s.extra = []string{"--docker-socket", b.fakeSocket}
+	}
+	return s
+}
+
+// startDaemon runs pgod on a fresh state directory.
+func (b *bench) startDaemon(spec daemonSpec) (*daemon, error) {
+	root := spec.root
+	if spec.fake {
+		if err := os.RemoveAll(filepath.Join(b.fakeDir, "state")); err != nil {
+			return nil, err
+		}
 	}
 	for _, d := range []string{filepath.Join(root, "dir"), filepath.Join(root, "data")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
 		}
 	}
-	calls, err := openCallLog(filepath.Join(b.fakeDir, "docker.log"))
-	if err != nil {
-		return nil, err
+	d := &daemon{dir: filepath.Join(root, "dir"), sshAddr: freeAddr(), metrics: freeAddr(), exited: make(chan struct{})}
+	if spec.fake {
+		calls, err := openCallLog(filepath.Join(b.fakeDir, "docker.log"))
+		if err != nil {
+			return nil, err
+		}
+		d.calls = calls
 	}
-	d := &daemon{dir: filepath.Join(root, "dir"), sshAddr: freeAddr(), metrics: freeAddr(), calls: calls, exited: make(chan struct{})}
 	args := []string{
-		"-c", b.config, "-d", d.dir, "--datadir", filepath.Join(root, "data"),
-		"-s", d.sshAddr, "-m", d.metrics, "--webhooks", d.metrics, "-t", b.o.interval.String(), "--docker", b.o.docker,
+		"-c", spec.fleet.config, "-d", d.dir, "--datadir", filepath.Join(root, "data"),
+		"-s", d.sshAddr, "-m", d.metrics, "--webhooks", d.metrics, "-t", spec.poll.String(), "--docker", spec.docker,
 	}
 	if b.o.maxParallel > 0 {
 		args = append(args, "--max-parallel", strconv.Itoa(b.o.maxParallel))
 	}
+	args = append(args, spec.extra...)
 	logf, err := os.Create(filepath.Join(root, "pgod.log"))
 	if err != nil {
 		return nil, err
@@ -72,6 +98,7 @@ func (b *bench) startDaemon(run string) (*daemon, error) {
 		logf.Close()
 		close(d.exited)
 	}()
+	b.onExit(d.stop)
 	return d, nil
 }
 
@@ -94,18 +121,61 @@ func (d *daemon) alive() bool {
 	}
 }
 
-// stop ends pgod with SIGTERM as systemd would, SIGKILL if it lingers.
+// stop ends pgod with SIGTERM as systemd would, SIGKILL if it lingers, then
+// unmounts what it left mounted below its directory: the tmpfs of bind pins
+// outlives pgod on purpose (containers keep their sources across a restart),
+// but not the bench.
 func (d *daemon) stop() {
-	if !d.alive() {
+	if d.alive() {
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.exited:
+		case <-time.After(15 * time.Second):
+			d.cmd.Process.Kill()
+			<-d.exited
+		}
+	}
+	unmountBelow(filepath.Dir(d.dir))
+}
+
+// unmountBelow detaches every mount at or below dir, deepest first.
+func unmountBelow(dir string) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
 		return
 	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.exited:
-	case <-time.After(15 * time.Second):
-		d.cmd.Process.Kill()
-		<-d.exited
+	var points []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		// Field 5 is the mount point, with spaces and the like octal-escaped.
+		if p := unescapeMountinfo(f[4]); p == dir || strings.HasPrefix(p, dir+"/") {
+			points = append(points, p)
+		}
 	}
+	sort.Sort(sort.Reverse(sort.StringSlice(points)))
+	for _, p := range points {
+		if err := syscall.Unmount(p, syscall.MNT_DETACH); err != nil {
+			log.Printf("unmount %s: %v", p, err)
+		}
+	}
+}
+
+func unescapeMountinfo(s string) string {
+	var out strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				out.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		out.WriteByte(s[i])
+	}
+	return out.String()
 }
 
 // logTail is the end of pgod's log, for error messages.
@@ -256,9 +326,16 @@ func (c *callLog) firstUpAfter(project string, t time.Time) (time.Time, bool) {
 
 // waitFor polls the log until done says so, pgod exits, or the deadline passes.
 func (d *daemon) waitFor(deadline time.Duration, done func() bool) error {
+	return d.waitEvery(deadline, 5*time.Millisecond, done)
+}
+
+// waitEvery is waitFor asking done every interval.
+func (d *daemon) waitEvery(deadline, every time.Duration, done func() bool) error {
 	end := time.Now().Add(deadline)
 	for {
-		d.calls.read()
+		if d.calls != nil {
+			d.calls.read()
+		}
 		if done() {
 			return nil
 		}
@@ -268,7 +345,7 @@ func (d *daemon) waitFor(deadline time.Duration, done func() bool) error {
 		if time.Now().After(end) {
 			return fmt.Errorf("not within %s", deadline)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(every)
 	}
 }
 
@@ -313,6 +390,12 @@ func (d *daemon) fetchProfile(path, file string) error {
 // commandCounts reads pgod's pgo_command_count from /metrics, summed over
 // services: "git clone" -> 200, "compose up" -> 200, ...
 func (d *daemon) commandCounts() (map[string]float64, error) {
+	return d.serviceCommandCounts("")
+}
+
+// serviceCommandCounts is commandCounts of one service, or of all with "".
+// pgod counts the commands it runs for a service, not every docker call.
+func (d *daemon) serviceCommandCounts(service string) (map[string]float64, error) {
 	resp, err := http.Get("http://" + d.metrics + "/metrics")
 	if err != nil {
 		return nil, err
@@ -330,6 +413,9 @@ func (d *daemon) commandCounts() (map[string]float64, error) {
 			continue
 		}
 		labels, value, _ := strings.Cut(strings.TrimPrefix(line, "pgo_command_count{"), "} ")
+		if service != "" && labelValue(labels, "service") != service {
+			continue
+		}
 		n, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
 		if err != nil {
 			continue

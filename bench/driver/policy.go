@@ -52,10 +52,10 @@ func (b *bench) policy() {
 		share = append(share, 100*inDocker/ms)
 		own = append(own, ms-inDocker)
 	}
-	b.rows = append(b.rows,
-		samplesRow(figure, "ms", checkMs, 0, 0),
-		samplesRow("  share of pgo check spent in docker", "%", share, 0, 0),
-		samplesRow("  pgo check's own part (check − docker calls)", "ms", own, 0, 0),
+	b.add(
+		samplesRow(figure, "ms", checkMs),
+		samplesRow("  share of pgo check spent in docker", "%", share),
+		samplesRow("  pgo check's own part (check − docker calls)", "ms", own),
 	)
 	b.note("docker calls per pgo check: %s", calls.perRun(windows))
 	config := calls.configArgs()
@@ -67,7 +67,7 @@ func (b *bench) policy() {
 		b.fail("docker compose config alone", err)
 		return
 	}
-	b.rows = append(b.rows, samplesRow("  docker compose config alone, pgo's flags", "ms", configMs, 0, 0))
+	b.add(samplesRow("  docker compose config alone, pgo's flags", "ms", configMs))
 }
 
 // window is when one timed run ran.
@@ -226,7 +226,7 @@ func (b *bench) policyProject() (string, error) {
 			return "", err
 		}
 		fmt.Fprintf(&s, `  %[1]s:
-    image: pgo-test-busybox:latest
+    image: `+benchImage+`
     command: ["httpd", "-f", "-p", "8080"]
     restart: unless-stopped
     environment:
@@ -256,68 +256,25 @@ func (b *bench) policyProject() (string, error) {
 	return dir, os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte(s.String()), 0o644)
 }
 
-// binarySize is the size of the one pgo binary; pgod and pgoctl are symlinks
-// to it, where the reference ships two binaries.
+// binarySize is the size of the one pgo binary; pgod and pgoctl are symlinks to it.
 func (b *bench) binarySize() {
 	fi, err := os.Stat(b.o.pgo)
 	if err != nil {
 		b.fail("binary size", err)
 		return
 	}
-	b.rows = append(b.rows, valueRow("binary size of pgo (pgod, pgoctl: symlinks)", "MB", mb(fi.Size()), "", refBinaryMB, betterBy))
-}
-
-// gitFloor measures what git alone costs for what pgod must do with it: a
-// clone of every repository (cold start) and an ls-remote of every branch
-// (one poll cycle), run one after another without pgo. No daemon can use
-// less CPU than this while it shells out to git.
-func (b *bench) gitFloor() {
-	dst := filepath.Join(b.o.work, "floor")
-	var clone, lsRemote strings.Builder
-	for i, name := range b.names {
-		fmt.Fprintf(&clone, "git clone -q --single-branch -b main %q %q || exit 1\n", b.repository(name), filepath.Join(dst, strconv.Itoa(i)))
-		fmt.Fprintf(&lsRemote, "git ls-remote %q refs/heads/main >/dev/null || exit 1\n", b.repository(name))
-	}
-	for _, f := range []struct {
-		figure, script string
-	}{
-		{fmt.Sprintf("floor: git clone ×%d, no pgo", len(b.names)), clone.String()},
-		{fmt.Sprintf("floor: git ls-remote ×%d, no pgo", len(b.names)), lsRemote.String()},
-	} {
-		cmd := exec.Command("sh", "-c", f.script)
-		cmd.Env = append(os.Environ(), gitEnv...)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			b.fail(f.figure, fmt.Errorf("%v: %s", err, firstLines(string(out), 3)))
-			continue
-		}
-		// The shell waits for every git, so its rusage holds theirs.
-		cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-		b.rows = append(b.rows, valueRow(f.figure, "CPU s", cpu.Seconds(), "", 0, 0))
-	}
-	os.RemoveAll(dst)
+	b.add(valueRow("binary size of pgo (pgod, pgoctl: symlinks)", "MiB", mib(fi.Size()), ""))
 }
 
 // realComposeCost measures what one call of the real Compose, and of the
-// plain docker ps that pgod's drift check runs, costs in CPU, which the
-// substitute docker hides, and projects the figures onto them.
+// plain docker ps that pgod's drift check runs through the CLI, costs in CPU:
+// what the substitute docker hides.
 func (b *bench) realComposeCost() {
-	compose := b.realCallCost("real docker compose ps: CPU per call",
+	b.realCallCost("real docker compose ps: CPU per call",
 		"docker", "compose", "-p", "pgo-bench-absent", "ps", "-a", "--format", "json")
-	ps := b.realCallCost("real docker ps by project label: CPU per call",
+	b.realCallCost("real docker ps by project label: CPU per call",
 		"docker", "ps", "-a", "--filter", "label=com.docker.compose.project=pgo-bench-absent",
 		"--filter", "label=com.docker.compose.oneoff=False", "--format", "{{.Names}}")
-	// The substitute's own cost (about a millisecond a call) stays in. A cold
-	// start's calls are compose's but for one docker ps a service, so pricing
-	// them all as compose errs high; an idle cycle's calls are all docker ps.
-	if b.coldCPU > 0 && compose > 0 {
-		b.rows = append(b.rows, valueRow("cold start: CPU projected with real compose", "CPU s",
-			b.coldCPU+b.coldDockerCalls*compose/1000, fmt.Sprintf("%.0f docker calls", b.coldDockerCalls), 0, 0))
-	}
-	if b.idleCPU > 0 && ps > 0 {
-		b.rows = append(b.rows, valueRow("idle: CPU per cycle projected with real docker", "CPU s",
-			b.idleCPU+b.idleDockerCalls*ps/1000, fmt.Sprintf("%.0f docker calls/cycle", b.idleDockerCalls), 0, 0))
-	}
 }
 
 // realCallCost runs a real command a few times and returns its median CPU in
@@ -335,6 +292,6 @@ func (b *bench) realCallCost(figure string, argv ...string) float64 {
 			cpu = append(cpu, (cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime()).Seconds()*1000)
 		}
 	}
-	b.rows = append(b.rows, samplesRow(figure, "CPU ms", cpu, 0, 0))
+	b.add(samplesRow(figure, "CPU ms", cpu))
 	return median(cpu)
 }

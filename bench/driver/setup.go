@@ -21,19 +21,32 @@ type bench struct {
 	upstream string // bare repositories
 	clones   string // working clones the bench pushes from
 	key      string // ed25519 private key; key.pub is in every repository's ssh/
-	config   string // pgo.toml
-	names    []string
+	coldNs   []int  // the fleet sizes cold starts are measured at; o.services is last
+	fleets   map[int]*fleet
+	main     *fleet   // the fleet of -n, which idle, push and ssh run against
+	names    []string // main's service names
 	rows     []row
 	notes    []string // observations printed under the table
 	pushed   map[string]int
 
-	loadStart string // /proc/loadavg when the bench started: others' load skews wall times
+	parallel   int    // pgod's --max-parallel, which the git floors use too
+	socketFlag bool   // pgod has --docker-socket
+	fakeSocket string // the substitute's Engine API socket, "" when not served
+	fakePid    int    // its server's process
 
-	idleCPU         float64 // median CPU s per quiet cycle, for the projection with real compose
-	idleDockerCalls float64 // docker calls per quiet cycle
-	coldCPU         float64 // median CPU s of a cold start
-	coldDockerCalls float64 // docker calls in the last cold start
+	exit exitHooks
+
+	loadStart string // /proc/loadavg when the bench started: others' load skews wall times
 }
+
+// fleet is one set of services with its own pgo.toml.
+type fleet struct {
+	names  []string
+	config string
+	image  string // the image every service's compose file names
+}
+
+func (f *fleet) n() int { return len(f.names) }
 
 func newBench(o options) (*bench, error) {
 	dir := filepath.Dir(o.pgo)
@@ -45,7 +58,7 @@ func newBench(o options) (*bench, error) {
 		upstream: filepath.Join(o.work, "upstream"),
 		clones:   filepath.Join(o.work, "clones"),
 		key:      filepath.Join(o.work, "id_ed25519"),
-		config:   filepath.Join(o.work, "pgo.toml"),
+		fleets:   map[int]*fleet{},
 		pushed:   map[string]int{},
 
 		loadStart: readTrim("/proc/loadavg"),
@@ -53,17 +66,41 @@ func newBench(o options) (*bench, error) {
 	if o.pgod != "" {
 		b.pgod = o.pgod
 	}
-	for i := 1; i <= o.services; i++ {
-		b.names = append(b.names, fmt.Sprintf("svc%03d", i))
+	for _, n := range o.coldNs {
+		if n != o.services {
+			b.coldNs = append(b.coldNs, n)
+		}
 	}
+	// The fleet of -n comes last: its daemon stays up for the later phases.
+	b.coldNs = append(b.coldNs, o.services)
+	for _, n := range b.coldNs {
+		b.fleets[n] = &fleet{names: serviceNames("svc", n), config: filepath.Join(o.work, fmt.Sprintf("pgo-%d.toml", n)), image: benchImage}
+	}
+	b.main = b.fleets[o.services]
+	b.names = b.main.names
 	return b, nil
 }
+
+func serviceNames(prefix string, n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s%03d", prefix, i+1)
+	}
+	return names
+}
+
+// benchImage is the image of every bench service: the substitute never runs
+// it, the real-engine phase builds it (busybox-static on scratch). Not
+// "latest": compose pull --policy missing pulls a "latest" image even when
+// it is present.
+const benchImage = "pgo-bench-busybox:1"
 
 // webhookSecret is a service's secret; the bench signs its hooks with it.
 func webhookSecret(name string) string { return "bench-hook-secret-" + name }
 
-// setup makes the key, one template repository copied N times as bare
-// upstreams, and the pgo.toml listing them.
+// setup makes the key, one template repository copied as the bare upstream
+// of each service of the largest fleet (smaller fleets use the first of
+// them), and a pgo.toml per fleet.
 func (b *bench) setup() error {
 	for _, d := range []string{b.upstream, b.clones} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -73,33 +110,60 @@ func (b *bench) setup() error {
 	if _, err := runCmd("", nil, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "pgo-bench", "-f", b.key); err != nil {
 		return err
 	}
-	template, err := b.templateRepo()
+	largest := b.main
+	for _, f := range b.fleets {
+		if f.n() > largest.n() {
+			largest = f
+		}
+	}
+	if err := b.makeUpstreams(largest); err != nil {
+		return err
+	}
+	for _, f := range b.fleets {
+		if err := os.WriteFile(f.config, []byte(b.pgoToml(f)), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// makeUpstreams makes a bare upstream repository for each service of f.
+func (b *bench) makeUpstreams(f *fleet) error {
+	template, err := b.templateRepo(f.image)
 	if err != nil {
 		return err
 	}
-	for _, name := range b.names {
+	for _, name := range f.names {
 		if err := copyTree(template, filepath.Join(b.upstream, name+".git")); err != nil {
 			return err
 		}
 	}
-	return os.WriteFile(b.config, []byte(b.pgoToml()), 0o600)
+	return nil
 }
 
-// composeFile is the service's compose.yaml; REV is what a bench commit changes.
-func composeFile(rev int) string {
+// composeFile is the service's compose.yaml; REV is what a bench commit
+// changes. The container has no network (a project network each would
+// exhaust the engine's address pools at 50 projects) and stops at once.
+func composeFile(image string, rev int) string {
 	return fmt.Sprintf(`services:
   web:
-    image: pgo-test-busybox:latest
-    command: ["httpd", "-f"]
+    image: %s
+    command: ["httpd", "-f", "-p", "8080"]
+    network_mode: none
+    stop_signal: SIGKILL
     environment:
       REV: "%d"
-`, rev)
+`, image, rev)
 }
 
 // templateRepo makes a bare repository with one commit on main: compose.yaml
 // and ssh/key.pub.
-func (b *bench) templateRepo() (string, error) {
-	seed := filepath.Join(b.o.work, "seed")
+func (b *bench) templateRepo(image string) (string, error) {
+	seed := filepath.Join(b.o.work, "seed-"+strings.NewReplacer(":", "-", "/", "-").Replace(image))
+	bare := seed + ".git"
+	if _, err := os.Stat(bare); err == nil {
+		return bare, nil // made for an earlier fleet
+	}
 	pub, err := os.ReadFile(b.key + ".pub")
 	if err != nil {
 		return "", err
@@ -107,13 +171,12 @@ func (b *bench) templateRepo() (string, error) {
 	if err := os.MkdirAll(filepath.Join(seed, "ssh"), 0o755); err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(filepath.Join(seed, "compose.yaml"), []byte(composeFile(0)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(seed, "compose.yaml"), []byte(composeFile(image, 0)), 0o644); err != nil {
 		return "", err
 	}
 	if err := os.WriteFile(filepath.Join(seed, "ssh", "key.pub"), pub, 0o644); err != nil {
 		return "", err
 	}
-	bare := filepath.Join(b.o.work, "template.git")
 	for _, args := range [][]string{
 		{"init", "-q", "-b", "main"},
 		{"add", "."},
@@ -135,10 +198,10 @@ func (b *bench) repository(name string) string {
 	return p
 }
 
-func (b *bench) pgoToml() string {
+func (b *bench) pgoToml(f *fleet) string {
 	var s strings.Builder
-	fmt.Fprintf(&s, "# %d bench services, written by bench/driver\n", len(b.names))
-	for _, name := range b.names {
+	fmt.Fprintf(&s, "# %d bench services, written by bench/driver\n", f.n())
+	for _, name := range f.names {
 		fmt.Fprintf(&s, "\n[[services]]\nname = %q\nuser = \"root\"\nrepository = %q\nbranch = \"main\"\nwebhook_secret = %q\n",
 			name, b.repository(name), webhookSecret(name))
 	}
@@ -147,7 +210,7 @@ func (b *bench) pgoToml() string {
 
 // commitChange prepares (but does not push) a commit to name's compose.yaml
 // that changes the rendered project, so that pgod must deploy it.
-func (b *bench) commitChange(name string) error {
+func (b *bench) commitChange(name, image string) error {
 	clone := filepath.Join(b.clones, name)
 	if _, err := os.Stat(clone); err != nil {
 		if _, err := git(b.clones, "clone", "-q", filepath.Join(b.upstream, name+".git"), clone); err != nil {
@@ -155,7 +218,7 @@ func (b *bench) commitChange(name string) error {
 		}
 	}
 	b.pushed[name]++
-	if err := os.WriteFile(filepath.Join(clone, "compose.yaml"), []byte(composeFile(b.pushed[name])), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(clone, "compose.yaml"), []byte(composeFile(image, b.pushed[name])), 0o644); err != nil {
 		return err
 	}
 	_, err := git(clone, "commit", "-q", "-am", fmt.Sprintf("bench change %d", b.pushed[name]))
@@ -231,7 +294,7 @@ func copyFile(src, dst string, mode fs.FileMode) error {
 // fail records a phase that could not produce its figures.
 func (b *bench) fail(figure string, err error) {
 	log.Printf("%s: %v", figure, err)
-	b.rows = append(b.rows, row{figure: figure, failed: err.Error()})
+	b.add(row{figure: figure, failed: err.Error()})
 }
 
 func (b *bench) note(format string, args ...any) {

@@ -36,6 +36,7 @@ type goClient struct {
 type latencies struct {
 	sequential, concurrent []float64
 	failures               int
+	seqFailed, concFailed  int // failures of sequential and of concurrent calls
 	firstFailure           string
 }
 
@@ -170,6 +171,11 @@ func (b *bench) timeTargets(targets []target) map[string]latencies {
 func (l *latencies) add(to *[]float64, ms float64, err error) {
 	if err != nil {
 		l.failures++
+		if to == &l.sequential {
+			l.seqFailed++
+		} else {
+			l.concFailed++
+		}
 		if l.firstFailure == "" {
 			l.firstFailure = err.Error()
 		}
@@ -245,17 +251,29 @@ func (b *bench) goTarget(name, addr, knownHostsFile, command, expect string) (ta
 	return target{name: name, expect: expect, inProcess: &goClient{addr: addr, command: command, config: config}}, nil
 }
 
+// latencyRows adds a target's percentiles; pgoctl's medians must stay at or
+// below today's (quotedPingSeq, quotedPingConc).
 func (b *bench) latencyRows(name string, l latencies) {
-	ref, factor := 0.0, 0.0
-	if strings.HasPrefix(name, "pgoctl") {
-		ref, factor = refPingMs, betterBy
-	}
 	seq, conc := fmt.Sprintf("n=%d", len(l.sequential)), fmt.Sprintf("%d clients, n=%d", b.o.clients, len(l.concurrent))
-	b.rows = append(b.rows,
-		valueRow(name+": p50 sequential", "ms", percentile(l.sequential, 50), seq, ref, factor),
-		valueRow(name+": p99 sequential", "ms", percentile(l.sequential, 99), seq, 0, 0),
-		valueRow(name+": p50 concurrent", "ms", percentile(l.concurrent, 50), conc, 0, 0),
-		valueRow(name+": p99 concurrent", "ms", percentile(l.concurrent, 99), conc, 0, 0),
+	// A call that failed has no time; the percentiles are of the others, and
+	// a target is not met while calls fail.
+	if n := l.seqFailed; n > 0 {
+		seq += fmt.Sprintf(", %d failed", n)
+	}
+	if n := l.concFailed; n > 0 {
+		conc += fmt.Sprintf(", %d failed", n)
+	}
+	p50seq := valueRow(name+": p50 sequential", "ms", percentile(l.sequential, 50), seq)
+	p50conc := valueRow(name+": p50 concurrent", "ms", percentile(l.concurrent, 50), conc)
+	if strings.HasPrefix(name, "pgoctl") {
+		p50seq, p50conc = p50seq.within(quotedPingSeq), p50conc.within(quotedPingConc)
+	}
+	p50seq.failures, p50conc.failures = l.seqFailed, l.concFailed
+	b.add(
+		p50seq,
+		valueRow(name+": p99 sequential", "ms", percentile(l.sequential, 99), seq),
+		p50conc,
+		valueRow(name+": p99 concurrent", "ms", percentile(l.concurrent, 99), conc),
 	)
 }
 
@@ -271,19 +289,22 @@ func (b *bench) ratioRows(r map[string]latencies) {
 			continue
 		}
 		for _, p := range []float64{50, 99} {
-			b.rows = append(b.rows,
-				ratioRow(fmt.Sprintf("ratio %s / OpenSSH: p%.0f sequential", name, p), percentile(l.sequential, p)/percentile(base.sequential, p)),
-				ratioRow(fmt.Sprintf("ratio %s / OpenSSH: p%.0f concurrent", name, p), percentile(l.concurrent, p)/percentile(base.concurrent, p)),
-			)
+			seq := ratioValue(fmt.Sprintf("%s / OpenSSH sshd: p%.0f sequential", name, p), percentile(l.sequential, p)/percentile(base.sequential, p), sshWithin)
+			conc := ratioValue(fmt.Sprintf("%s / OpenSSH sshd: p%.0f concurrent", name, p), percentile(l.concurrent, p)/percentile(base.concurrent, p), sshWithin)
+			seq.failures, conc.failures = l.seqFailed, l.concFailed
+			if l.concFailed > 0 {
+				conc.spread = fmt.Sprintf("%d of pgod's calls failed", l.concFailed)
+			}
+			b.add(seq, conc)
 		}
 	}
 	// The same client against both servers: the servers' cost alone.
 	goPgod, ok1 := r["Go client in-process -> pgod ping"]
 	goSSHD, ok2 := r["Go client in-process -> sshd true"]
 	if ok1 && ok2 {
-		b.rows = append(b.rows,
-			ratioRow("ratio Go client: pgod / sshd, p50 sequential", median(goPgod.sequential)/median(goSSHD.sequential)),
-			ratioRow("ratio Go client: pgod / sshd, p50 concurrent", median(goPgod.concurrent)/median(goSSHD.concurrent)),
+		b.add(
+			ratioValue("Go client: pgod / sshd, p50 sequential", median(goPgod.sequential)/median(goSSHD.sequential), sshWithin),
+			ratioValue("Go client: pgod / sshd, p50 concurrent", median(goPgod.concurrent)/median(goSSHD.concurrent), sshWithin),
 		)
 	}
 }

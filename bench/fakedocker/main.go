@@ -5,7 +5,11 @@
 // pgod runs docker with a clean environment, so the fake finds its files next
 // to its own executable: docker.log (one line per call:
 // "<unix-nanos> <project> <args...>") and state/<project> (present while the
-// project is "up", so "compose ps" answers like a real engine would).
+// project is "up", holding its image, so "compose ps" answers like a real
+// engine would).
+//
+// "fakedocker -serve SOCK" is the engine's side instead: a tiny Engine API on
+// a Unix socket over the same state (engine.go), for pgod --docker-socket.
 package main
 
 import (
@@ -23,6 +27,14 @@ import (
 const composeVersion = "2.40.3"
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "-serve" {
+		dir, err := ownDir()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fakedocker:", err)
+			os.Exit(1)
+		}
+		os.Exit(serve(os.Args[2], dir, os.Stderr))
+	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
@@ -47,7 +59,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "fakedocker:", err)
 		return 1
 	}
-	return answer(dir, inv, stdin, stdout)
+	return answer(dir, inv, stdin, stdout, stderr)
 }
 
 // ownDir is the directory of the running executable, where the log and state live.
@@ -154,10 +166,10 @@ func record(dir string, now int64, project string, args []string) error {
 	return err
 }
 
-func answer(dir string, inv invocation, stdin io.Reader, stdout io.Writer) int {
+func answer(dir string, inv invocation, stdin io.Reader, stdout, stderr io.Writer) int {
 	state := filepath.Join(dir, "state", inv.project)
 	if !inv.compose {
-		return answerDocker(state, inv, stdin, stdout)
+		return answerDocker(dir, inv, stdin, stdout, stderr)
 	}
 	switch inv.sub {
 	case "version":
@@ -167,12 +179,12 @@ func answer(dir string, inv invocation, stdin io.Reader, stdout io.Writer) int {
 			fmt.Fprintf(stdout, "Docker Compose version v%s\n", composeVersion)
 		}
 	case "config":
-		fmt.Fprint(stdout, renderedProject(inv.project, revision(inv.file)))
+		fmt.Fprint(stdout, renderedProject(inv.project, image(inv.file), revision(inv.file)))
 	case "up", "start", "restart":
 		if err := os.MkdirAll(filepath.Dir(state), 0o755); err != nil {
 			return 1
 		}
-		if err := os.WriteFile(state, nil, 0o644); err != nil {
+		if err := os.WriteFile(state, []byte(image(inv.file)+"\n"), 0o644); err != nil {
 			return 1
 		}
 	case "down", "stop", "rm":
@@ -186,12 +198,19 @@ func answer(dir string, inv invocation, stdin io.Reader, stdout io.Writer) int {
 	return 0
 }
 
-func answerDocker(state string, inv invocation, stdin io.Reader, stdout io.Writer) int {
+func answerDocker(dir string, inv invocation, stdin io.Reader, stdout, stderr io.Writer) int {
 	switch inv.sub {
 	case "ps":
-		// pgod asks for name, state and compose service, tab-separated.
-		if _, err := os.Stat(state); err == nil {
-			fmt.Fprintf(stdout, "%s-web-1\trunning\tweb\n", inv.project)
+		return psProject(dir, inv.project, inv.subArgs, stdout)
+	case "inspect":
+		return inspectContainers(dir, inv.subArgs, stdout, stderr)
+	case "container":
+		if len(inv.subArgs) > 0 && inv.subArgs[0] == "inspect" {
+			return inspectContainers(dir, inv.subArgs[1:], stdout, stderr)
+		}
+	case "image":
+		if len(inv.subArgs) > 0 && inv.subArgs[0] == "inspect" {
+			return inspectImages(inv.subArgs[1:], stdout)
 		}
 	case "login":
 		io.Copy(io.Discard, stdin) // the token, --password-stdin
@@ -224,9 +243,19 @@ func revision(file []byte) string {
 	return "0"
 }
 
+var imageField = regexp.MustCompile(`"?image"?\s*:\s*"?([A-Za-z0-9_.:/@-]+)`)
+
+// image is the image of the bench's compose file, in YAML or rendered JSON.
+func image(file []byte) string {
+	if m := imageField.FindSubmatch(file); m != nil {
+		return string(m[1])
+	}
+	return "pgo-bench-busybox:1"
+}
+
 // renderedProject is what "docker compose config --format json" (2.40.3) prints
 // for the bench's compose file; the shape was taken from the real plugin.
-func renderedProject(project, rev string) string {
+func renderedProject(project, image, rev string) string {
 	return fmt.Sprintf(`{
   "name": %q,
   "networks": {
@@ -245,14 +274,14 @@ func renderedProject(project, rev string) string {
       "environment": {
         "REV": %q
       },
-      "image": "pgo-test-busybox:latest",
+      "image": %q,
       "networks": {
         "default": null
       }
     }
   }
 }
-`, project, project+"_default", rev)
+`, project, project+"_default", rev, image)
 }
 
 // printContainer answers "compose ps" for an up project: one running web
