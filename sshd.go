@@ -45,8 +45,10 @@ type sshLimits struct {
 	// handshake is how long a client has from TCP connect to authenticated.
 	handshake time.Duration
 	// unauthenticated caps connections in their handshake, and
-	// unauthenticatedPerSource those of one source. Past the per-source cap
-	// a new connection is closed at once. At the overall cap it pushes out
+	// unauthenticatedPerSource those of one source once half the overall cap
+	// is taken: a CI fleet behind one address may open many at once while
+	// the server is quiet. Past the per-source cap a new connection is
+	// closed at once. At the overall cap it pushes out
 	// the handshake stalled longest, one whose client has sent nothing for
 	// grace (and has nothing waiting unread); when none has, it is closed,
 	// unless it is the only one of its source, which gets in up to twice the
@@ -430,7 +432,7 @@ func newHandshakes(l sshLimits) *handshakes {
 func (p *handshakes) admit(c *handshakeConn, now time.Time) (ok bool, pushed *handshakeConn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.bySource[c.source] >= p.perSource {
+	if p.bySource[c.source] >= p.perSource && 2*len(p.conns) >= p.max {
 		return false, nil
 	}
 	if len(p.conns) >= p.max {

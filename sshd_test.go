@@ -660,6 +660,22 @@ func runSSHMaybe(c *ssh.Client, command string) (string, string, int) {
 	return string(out), "", 0
 }
 
+// TestHandshakeAdmissionQuiet: while less than half the table is taken, one
+// source (a CI fleet behind one address) may open more than its cap.
+func TestHandshakeAdmissionQuiet(t *testing.T) {
+	p := newHandshakes(sshLimits{unauthenticated: 8, unauthenticatedPerSource: 2, grace: time.Second})
+	now := time.Unix(1_000_000, 0)
+	for i := range 5 {
+		ok, _ := p.admit(&handshakeConn{source: "ci", start: now}, now)
+		if want := i < 4; ok != want {
+			t.Fatalf("handshake %d of one source on a table of 8: admitted %v, want %v", i+1, ok, want)
+		}
+	}
+	if ok, _ := p.admit(&handshakeConn{source: "other", start: now}, now); !ok {
+		t.Fatal("another source was refused while the table had room")
+	}
+}
+
 // TestHandshakeAdmission walks the handshake table through a flood: the
 // per-source cap, pushing out the handshake stalled longest but never one
 // stalled for less than grace, and a source's first handshake getting in
