@@ -152,6 +152,32 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	return nil
 }
 
+// replaceFile writes data to a temporary file next to path and renames it
+// over path, like writeFileAtomic but without its syncs, for a file pgod
+// makes again whenever it finds it missing or different: a cold start of
+// hundreds of services pays for every sync. owner, when set, gets the file.
+func replaceFile(path string, data []byte, perm os.FileMode, owner *account) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // after a successful rename there is nothing to remove
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Chmod(perm)
+	}
+	if err == nil && owner != nil {
+		err = tmp.Chown(int(owner.UID), int(owner.GID))
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
 // snippetPath resolves a service's import key to a path inside its
 // checkout. The checkout is the team's: a committed symlink (say "caddy" ->
 // "/etc") must not make root write outside it, so the directory is

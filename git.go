@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -299,8 +300,12 @@ func (r *repo) writeConfig(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(path, []byte("[safe]\n\tdirectory = "+local+"\n"), 0o644); err != nil {
-		return err
+	config := []byte("[safe]\n\tdirectory = " + local + "\n")
+	if now, err := os.ReadFile(path); err != nil || !bytes.Equal(now, config) {
+		// Made again at every start when missing or different: not synced.
+		if err := replaceFile(path, config, 0o644, nil); err != nil {
+			return err
+		}
 	}
 	r.config = path
 	return nil
@@ -350,26 +355,9 @@ func (r *repo) forgetRemote() error {
 		return fmt.Errorf("git clone: %w", err)
 	}
 	kept := withoutSections(string(data), `[remote "origin"]`, `[branch "`+r.branch+`"]`)
-	// Replaced, not synced: git does not sync its config either, and a
-	// clone cut short by a crash is made again.
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".config.pgo*")
-	if err == nil {
-		_, err = tmp.WriteString(kept)
-		if cerr := tmp.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = os.Chmod(tmp.Name(), 0o644)
-		}
-		if err == nil {
-			err = os.Lchown(tmp.Name(), int(r.acct.UID), int(r.acct.GID))
-		}
-		if err == nil {
-			err = os.Rename(tmp.Name(), path)
-		}
-		os.Remove(tmp.Name()) // gone after the rename
-	}
-	if err != nil {
+	// Not synced: git does not sync its config either, and a clone cut
+	// short by a crash is made again.
+	if err := replaceFile(path, []byte(kept), 0o644, r.acct); err != nil {
 		return fmt.Errorf("git clone: config: %w", err)
 	}
 	return nil

@@ -47,6 +47,7 @@ type worker struct {
 	done    chan struct{}
 
 	prepared  atomic.Bool   // the last sync got past clone and mount
+	dirsMade  bool          // makeDirs succeeded; only the lock's holder reads or writes it
 	firstSync chan struct{} // closed once the first sync has ended
 	startErr  string        // why the first sync could not prepare; set before firstSync closes
 
@@ -115,6 +116,9 @@ func (w *worker) restore() error {
 	validated, err := readOptional(w.state.validated())
 	if err != nil {
 		return err
+	}
+	if _, err := decodeProject(validated); validated != nil && err != nil {
+		validated = nil // cut short by a power loss (it is not synced): judged again
 	}
 	w.mu.Lock()
 	w.st, w.deployed, w.validated = st, deployed, validated
@@ -434,16 +438,16 @@ func (w *worker) failSync(out io.Writer, err error) error {
 // prepare makes the service's directories and mount, and the first clone;
 // cloned reports that it cloned just now.
 func (w *worker) prepare(ctx context.Context) (cloned bool, err error) {
-	if err := w.ensureDirs(); err != nil {
-		return false, err
-	}
 	if w.svc.Mount != "" {
-		if err := ensureMount(ctx, w.d.flags.mountCmd, w.svc.Mount, w.data); err != nil {
-			return false, err // names the share and the target
-		}
+		// The share may have gone since the last poll: every poll mounts
+		// it again, and gives the user the mount point before a first mount.
+		w.dirsMade = false
 	}
-	if err := w.repo.writeConfig(filepath.Join(w.d.flags.dir, ".gitconfig", w.svc.Name)); err != nil {
-		return false, fmt.Errorf("git config: %w", err)
+	if !w.dirsMade {
+		if err := w.makeDirs(ctx); err != nil {
+			return false, err
+		}
+		w.dirsMade = true
 	}
 	if w.repo.cloned() {
 		return false, nil
@@ -457,6 +461,24 @@ func (w *worker) prepare(ctx context.Context) (cloned bool, err error) {
 	err = w.repo.clone(ctx)
 	w.releaseSlot()
 	return err == nil, err
+}
+
+// makeDirs makes the data directory, the user's docker home and the NFS
+// mount, and writes the git config the service's git reads. A worker does
+// it at its first sync; a service with a mount at every sync.
+func (w *worker) makeDirs(ctx context.Context) error {
+	if err := w.ensureDirs(); err != nil {
+		return err
+	}
+	if w.svc.Mount != "" {
+		if err := ensureMount(ctx, w.d.flags.mountCmd, w.svc.Mount, w.data); err != nil {
+			return err // names the share and the target
+		}
+	}
+	if err := w.repo.writeConfig(filepath.Join(w.d.flags.dir, ".gitconfig", w.svc.Name)); err != nil {
+		return fmt.Errorf("git config: %w", err)
+	}
+	return nil
 }
 
 // ensureDirs makes the data directory, owned by the service's user, and the
@@ -591,7 +613,8 @@ func (w *worker) accept(ctx context.Context, out io.Writer, commit string, verif
 		}
 		return err
 	}
-	if err := writeFileAtomic(w.state.validated(), project, 0o600); err != nil {
+	// Not synced: lost in a crash, the commit is judged again.
+	if err := replaceFile(w.state.validated(), project, 0o600, nil); err != nil {
 		return err
 	}
 	w.mu.Lock()
