@@ -42,6 +42,7 @@ type Service struct {
 	UpdateImages  bool              // pull every poll and redeploy services whose image moved
 	SignedCommits bool              // deploy only commits signed by a key of ssh/ of the deployed commit
 	Signers       []string          // authorized_keys lines that may sign the first deploy
+	Swarm         bool              // deploy with docker stack deploy on the swarm this host manages (swarm.go)
 
 	Line int // line of the [[services]] header in the config file
 }
@@ -50,7 +51,7 @@ type Service struct {
 var serviceKeys = []string{
 	"name", "user", "repository", "branch", "registries", "compose", "env", "urls",
 	"networks", "import", "reload", "mount", "ports", "webhook_secret", "notify",
-	"health_timeout", "update_images", "signed_commits", "signers",
+	"health_timeout", "update_images", "signed_commits", "signers", "swarm",
 }
 
 // topKeys are the keys pgo.toml may have at its top level.
@@ -190,10 +191,31 @@ func (c *configChecker) service(i int, v *tomlValue) *Service {
 			sc.errorf(sign.Line, `signed_commits needs signers for the first deploy: list the public keys that may sign it, as in signers = ["ssh-ed25519 AAAA... alice@laptop"]; later commits are checked against the keys under ssh/ of the deployed commit`)
 		}
 	}
+	if s.Swarm {
+		sc.swarmConflicts(t)
+	}
 	for _, ep := range s.Notify {
 		ep.Service = s.Name
 	}
 	return s
+}
+
+// swarmHints says why each key is refused next to swarm = true.
+var swarmHints = map[string]string{
+	"urls":          "Caddy on this host cannot reach the tasks on a swarm's overlay network; publish a port (ports) and route to it instead",
+	"import":        "the Caddyfile snippet routes to containers on this host, and a swarm's tasks are on an overlay network Caddy cannot reach",
+	"mount":         "an NFS share mounted on this host is not on the other nodes, where the tasks may run; use a volume of the project",
+	"update_images": "it runs docker compose; a stack deploy resolves the images itself (run pgoctl up to redeploy)",
+}
+
+// swarmConflicts refuses the keys that cannot be kept on a swarm service.
+func (sc *serviceChecker) swarmConflicts(t *tomlTable) {
+	for _, key := range t.Keys {
+		v := t.Values[key]
+		if hint, ok := swarmHints[key]; ok && !(v.Kind == tomlKindBool && !v.Bool) {
+			sc.errorf(v.Line, "%s is not allowed with swarm = true: %s", key, hint)
+		}
+	}
 }
 
 // serviceChecker reports problems of one service.
@@ -292,6 +314,11 @@ func (sc *serviceChecker) key(s *Service, key string, v *tomlValue) {
 			sc.errorf(v.Line, "signed_commits must be true or false, not %s", v.Kind)
 		}
 		s.SignedCommits = v.Bool
+	case "swarm":
+		if v.Kind != tomlKindBool {
+			sc.errorf(v.Line, "swarm must be true or false, not %s", v.Kind)
+		}
+		s.Swarm = v.Bool
 	case "signers":
 		s.Signers = sc.strList(key, v, func(e string) string {
 			if strings.ContainsAny(e, "\r\n") {

@@ -44,6 +44,9 @@ func applyRules(p map[string]any, r renderRequest) []violation {
 	for _, name := range slices.Sorted(maps.Keys(c.services)) {
 		c.service(name, jsonObject(c.services[name]))
 	}
+	if r.Service.Swarm {
+		c.swarmRules()
+	}
 	return c.vs
 }
 
@@ -158,11 +161,15 @@ func (c *projectRules) ownResourceName(kind, path, key string, r map[string]any)
 // project, a plain bridge, with no addresses the project picks.
 func (c *projectRules) ownNetwork(path, key string, n map[string]any) {
 	c.ownResourceName("network", path, key, n)
-	if d := jsonString(n["driver"]); d != "" && d != "bridge" {
-		c.add(path+".driver", "network %q: driver %q is not allowed; only bridge", key, d)
+	driver, safeOpts := "bridge", safeNetworkOpts
+	if c.r.Service.Swarm {
+		driver, safeOpts = "overlay", safeOverlayOpts // a task's node may be any node of the swarm
+	}
+	if d := jsonString(n["driver"]); d != "" && d != driver {
+		c.add(path+".driver", "network %q: driver %q is not allowed; only %s", key, d, driver)
 	}
 	for _, opt := range slices.Sorted(maps.Keys(jsonObject(n["driver_opts"]))) {
-		if !safeNetworkOpts[opt] {
+		if !safeOpts[opt] {
 			c.add(path+".driver_opts", "network %q: driver option %q is not allowed", key, opt)
 		}
 	}
@@ -185,6 +192,13 @@ var safeNetworkOpts = map[string]bool{
 	"com.docker.network.bridge.enable_icc":           true,
 	"com.docker.network.bridge.enable_ip_masquerade": true,
 	"com.docker.network.container_iface_prefix":      true,
+}
+
+// safeOverlayOpts are the overlay options of a project on Swarm: IPsec
+// between the nodes, and the MTU.
+var safeOverlayOpts = map[string]bool{
+	"encrypted":                     true,
+	"com.docker.network.driver.mtu": true,
 }
 
 // volumesStayInProject keeps named volumes the project's own: local,

@@ -1,0 +1,264 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// renderSwarm renders compose (and files, path -> content) as service
+// "shop" with swarm = true, as pgod would, and returns the project and
+// its violations as printed.
+func renderSwarm(t *testing.T, compose string, files map[string]string) ([]byte, []string) {
+	t.Helper()
+	requireCompose(t)
+	dir := t.TempDir()
+	checkout := filepath.Join(dir, "shop")
+	files["compose.yaml"] = compose
+	for name, content := range files {
+		path := filepath.Join(checkout, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	svc := &Service{Name: "shop", User: "shop", Swarm: true, Ports: []string{"8080"}}
+	r := renderRequest{Service: svc, Checkout: checkout, DataDir: filepath.Join(dir, "data"), Docker: "docker"}
+	project, vs, err := renderProject(context.Background(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, v := range vs {
+		got = append(got, v.String())
+	}
+	return project, got
+}
+
+const swarmClean = `services:
+  web:
+    image: pgo-test-busybox:e2e
+    command: ["sleep", "1000"]
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 1s
+    ports: ["8080:80"]
+    volumes: [data:/data]
+    secrets: [token]
+    configs: [{source: site, target: /etc/site.conf}]
+    deploy:
+      replicas: 2
+      resources: {limits: {cpus: "0.5", memory: 64M}}
+      placement: {constraints: [node.role==manager]}
+volumes:
+  data: {}
+secrets:
+  token: {file: ./token.txt}
+configs:
+  site: {file: ./site.conf}
+`
+
+func swarmFiles() map[string]string {
+	return map[string]string{"token.txt": "s3cret\n", "site.conf": "listen 80\n"}
+}
+
+// TestSwarmRefusals: what docker stack deploy would ignore, and what Swarm
+// cannot keep safe, is refused with the compose file's line.
+func TestSwarmRefusals(t *testing.T) {
+	tests := []struct {
+		name    string
+		compose string
+		files   map[string]string
+		want    []string
+	}{
+		{"clean", swarmClean, swarmFiles(), nil},
+		{"privileged", "services:\n  web:\n    image: pgo-test-busybox:e2e\n    privileged: true\n", nil, []string{
+			`compose.yaml:4: service "web": privileged: docker stack deploy ignores it; pgo refuses what would not run as checked`,
+		}},
+		{"restart", "services:\n  web:\n    image: pgo-test-busybox:e2e\n\n    restart: always\n", nil, []string{
+			`compose.yaml:5: service "web": restart: docker stack deploy ignores it; pgo refuses what would not run as checked; use deploy.restart_policy`,
+		}},
+		{"build", "services:\n  web:\n    image: shop/web\n    build: .\n", map[string]string{"Dockerfile": "FROM scratch\n"}, []string{
+			`compose.yaml:4: service "web": build: docker stack deploy ignores it; pgo refuses what would not run as checked; docker stack deploy cannot build`,
+		}},
+		{"ignored keys", "services:\n  web:\n    image: pgo-test-busybox:e2e\n    container_name: web1\n    shm_size: 64m\n    domainname: example.org\n    depends_on: [db]\n    tmpfs: /run\n  db:\n    image: pgo-test-busybox:e2e\n", nil, []string{
+			`compose.yaml:4: service "web": container_name: docker stack deploy ignores it`,
+			`compose.yaml:5: service "web": shm_size: docker stack deploy ignores it`,
+			`compose.yaml:6: service "web": domainname: docker stack deploy ignores it`,
+			`compose.yaml:7: service "web": depends_on: docker stack deploy ignores it`,
+			`compose.yaml:8: service "web": tmpfs: docker stack deploy ignores it; pgo refuses what would not run as checked; write a volumes entry of type: tmpfs`,
+		}},
+		{"nested ignored keys", "services:\n  web:\n    image: pgo-test-busybox:e2e\n    networks:\n      default:\n        ipv4_address: 10.0.0.5\n    healthcheck:\n      test: [\"CMD\", \"true\"]\n      start_interval: 1s\n", nil, []string{
+			`compose.yaml:5: service "web": networks.default.ipv4_address: docker stack deploy ignores it`,
+			`compose.yaml:9: service "web": healthcheck.start_interval: docker stack deploy ignores it`,
+		}},
+		{"bind mount", "services:\n  web:\n    image: pgo-test-busybox:e2e\n    volumes:\n      - ./site:/site\n", map[string]string{"site/index.html": "hi"}, []string{
+			`compose.yaml:5: service "web": bind mounts are not allowed on Swarm`,
+		}},
+		{"bridge network", "services:\n  web:\n    image: pgo-test-busybox:e2e\nnetworks:\n  default:\n    driver: bridge\n", nil, []string{
+			`compose.yaml:6: network "default": driver "bridge" is not allowed; only overlay`,
+		}},
+		{"attachable", "services:\n  web:\n    image: pgo-test-busybox:e2e\nnetworks:\n  default:\n    driver: overlay\n    attachable: true\n", nil, []string{
+			`compose.yaml:7: network "default": attachable is not allowed`,
+		}},
+		{"external secret", "services:\n  web:\n    image: pgo-test-busybox:e2e\n    secrets: [token]\nsecrets:\n  token:\n    external: true\n", nil, []string{
+			`compose.yaml:7: secret "token": external secrets are not allowed`,
+		}},
+		{"port range", "services:\n  web:\n    image: pgo-test-busybox:e2e\n    ports: [\"8080-8081:80-81\"]\n", nil, []string{
+			`host port 8081 is not allowed`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			files := tt.files
+			if files == nil {
+				files = map[string]string{}
+			}
+			_, got := renderSwarm(t, tt.compose, files)
+			all := strings.Join(got, "\n")
+			for _, w := range tt.want {
+				if !strings.Contains(all, w) {
+					t.Errorf("no violation %q in:\n%s", w, all)
+				}
+			}
+			if tt.want == nil && len(got) > 0 {
+				t.Errorf("violations of a clean project:\n%s", all)
+			}
+		})
+	}
+}
+
+// TestSwarmAllowsWhatSingleHostRefusesNot: without swarm, the same
+// project's restart and bridge network pass.
+func TestSwarmRulesOnlyWithSwarm(t *testing.T) {
+	p := map[string]any{"name": "shop", "services": map[string]any{"web": map[string]any{"image": "x", "restart": "always"}}}
+	if vs := applyRules(p, renderRequest{Service: &Service{Name: "shop"}}); len(vs) > 0 {
+		t.Errorf("single host refuses: %v", vs)
+	}
+	if vs := applyRules(p, renderRequest{Service: &Service{Name: "shop", Swarm: true}}); len(vs) != 1 || vs[0].Path != "services.web.restart" {
+		t.Errorf("swarm: got %v, want the refused restart", vs)
+	}
+}
+
+func decodeStack(t *testing.T, stack []byte) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(stack, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestStackFile: the stack file holds what runs, in the types the stack
+// loader wants, with secrets and configs named by content.
+func TestStackFile(t *testing.T) {
+	project, vs := renderSwarm(t, swarmClean, swarmFiles())
+	if len(vs) > 0 {
+		t.Fatalf("violations: %v", vs)
+	}
+	stack, err := stackFile(project, "shop", []string{"node.labels.team==shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := decodeStack(t, stack)
+	if _, ok := m["name"]; ok {
+		t.Errorf("the stack file names the project: %s", stack)
+	}
+	web := jsonObject(jsonObject(m["services"])["web"])
+	if _, ok := web["entrypoint"]; ok {
+		t.Errorf("entrypoint null is written: %s", stack)
+	}
+	if cpus, ok := jsonObject(jsonObject(jsonObject(web["deploy"])["resources"])["limits"])["cpus"].(string); !ok || cpus != "0.5" {
+		t.Errorf("cpus = %#v, want the string 0.5", cpus)
+	}
+	if p, ok := jsonObject(jsonList(web["ports"])[0])["published"].(float64); !ok || p != 8080 {
+		t.Errorf("published = %#v, want the number 8080", jsonObject(jsonList(web["ports"])[0])["published"])
+	}
+	constraints := jsonList(jsonObject(jsonObject(web["deploy"])["placement"])["constraints"])
+	if len(constraints) != 2 || constraints[0] != "node.role==manager" || constraints[1] != "node.labels.team==shop" {
+		t.Errorf("constraints = %v, want the team's and then the operator's", constraints)
+	}
+	if d := jsonObject(jsonObject(m["networks"])["default"])["driver"]; d != "overlay" {
+		t.Errorf("default network driver = %v, want overlay", d)
+	}
+	token := jsonString(jsonObject(jsonObject(m["secrets"])["token"])["name"])
+	site := jsonString(jsonObject(jsonObject(m["configs"])["site"])["name"])
+	// sha256("s3cret\n") and sha256("listen 80\n"), their first 12 hex digits
+	if !strings.HasPrefix(token, "shop_token_") || len(token) != len("shop_token_")+12 {
+		t.Errorf("secret name %q, want shop_token_<12 hex digits>", token)
+	}
+	if !strings.HasPrefix(site, "shop_site_") || len(site) != len("shop_site_")+12 {
+		t.Errorf("config name %q, want shop_site_<12 hex digits>", site)
+	}
+
+	// A changed file rotates the secret; the config keeps its name.
+	file := jsonString(jsonObject(jsonObject(m["secrets"])["token"])["file"])
+	if err := os.WriteFile(file, []byte("n3w\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	again, err := stackFile(project, "shop", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2 := decodeStack(t, again)
+	if n := jsonString(jsonObject(jsonObject(m2["secrets"])["token"])["name"]); n == token || !strings.HasPrefix(n, "shop_token_") {
+		t.Errorf("after the change the secret is %q, was %q: want a new name", n, token)
+	}
+	if n := jsonString(jsonObject(jsonObject(m2["configs"])["site"])["name"]); n != site {
+		t.Errorf("the unchanged config is %q, was %q", n, site)
+	}
+}
+
+// TestStackFileRefusesIgnoredKeys: the writer itself never drops a key
+// with a value, also for a project that did not go through the policy
+// (a root service's, whose violations are warnings).
+func TestStackFileRefusesIgnoredKeys(t *testing.T) {
+	project := []byte(`{"name":"shop","services":{"web":{"image":"x","privileged":true,"restart":"","entrypoint":null,"x-team":1}}}`)
+	_, err := stackFile(project, "shop", nil)
+	if err == nil || !strings.Contains(err.Error(), "services.web.privileged") || strings.Contains(err.Error(), "restart") {
+		t.Errorf("err = %v, want services.web.privileged refused and the empty restart not", err)
+	}
+	stack, err := stackFile([]byte(`{"name":"shop","services":{"web":{"image":"x","privileged":false,"x-team":1,"networks":{"default":null}}}}`), "shop", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(stack)); got != `{"services":{"web":{"image":"x","networks":{"default":null}}}}` {
+		t.Errorf("stack = %s", got)
+	}
+}
+
+func TestContentName(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(file, []byte("hello\n"), 0o600)
+	// sha256 of "hello\n" begins 5891b5b522d5
+	if n, err := contentName("shop", "tls", file); err != nil || n != "shop_tls_5891b5b522d5" {
+		t.Errorf("contentName = %q, %v", n, err)
+	}
+}
+
+func TestParseConfigSwarm(t *testing.T) {
+	const head = "[[services]]\nname = \"web\"\nuser = \"web\"\nrepository = \"https://example.org/web\"\nswarm = true\n"
+	cfg, err := parseConfig("pgo.toml", []byte(head+"update_images = false\n"))
+	if err != nil || !cfg.Services[0].Swarm {
+		t.Fatalf("swarm = true: %v, %+v", err, cfg)
+	}
+	_, err = parseConfig("pgo.toml", []byte(head+"urls = { \"example.org\" = \"web:80\" }\nimport = \"Caddyfile\"\nmount = \"nfs://nfs/x\"\nupdate_images = true\n"))
+	for _, want := range []string{
+		`pgo.toml:6: service "web": urls is not allowed with swarm = true: Caddy on this host cannot reach`,
+		`pgo.toml:7: service "web": import is not allowed with swarm = true`,
+		`pgo.toml:8: service "web": mount is not allowed with swarm = true`,
+		`pgo.toml:9: service "web": update_images is not allowed with swarm = true`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("no %q in %v", want, err)
+		}
+	}
+	if _, err := parseConfig("pgo.toml", []byte(strings.Replace(head, "true", "\"yes\"", 1))); err == nil || !strings.Contains(err.Error(), "swarm must be true or false") {
+		t.Errorf("swarm = \"yes\": %v", err)
+	}
+}
