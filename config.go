@@ -43,6 +43,7 @@ type Service struct {
 	SignedCommits bool              // deploy only commits signed by a key of ssh/ of the deployed commit
 	Signers       []string          // authorized_keys lines that may sign the first deploy
 	Swarm         bool              // deploy with docker stack deploy on the swarm this host manages (swarm.go)
+	Placement     []string          // placement constraints added to every swarm service's, as "node.labels.team==shop"
 
 	Line int // line of the [[services]] header in the config file
 }
@@ -51,7 +52,7 @@ type Service struct {
 var serviceKeys = []string{
 	"name", "user", "repository", "branch", "registries", "compose", "env", "urls",
 	"networks", "import", "reload", "mount", "ports", "webhook_secret", "notify",
-	"health_timeout", "update_images", "signed_commits", "signers", "swarm",
+	"health_timeout", "update_images", "signed_commits", "signers", "swarm", "placement",
 }
 
 // topKeys are the keys pgo.toml may have at its top level.
@@ -193,6 +194,8 @@ func (c *configChecker) service(i int, v *tomlValue) *Service {
 	}
 	if s.Swarm {
 		sc.swarmConflicts(t)
+	} else if p, ok := t.Values["placement"]; ok {
+		sc.errorf(p.Line, "placement needs swarm = true: it constrains where Swarm runs the tasks")
 	}
 	for _, ep := range s.Notify {
 		ep.Service = s.Name
@@ -207,6 +210,10 @@ var swarmHints = map[string]string{
 	"mount":         "an NFS share mounted on this host is not on the other nodes, where the tasks may run; use a volume of the project",
 	"update_images": "it runs docker compose; a stack deploy resolves the images itself (run pgoctl up to redeploy)",
 }
+
+// placementRE is a Swarm placement constraint: node.<attribute> or
+// engine.labels.<name>, == or !=, a value.
+var placementRE = regexp.MustCompile(`^(node|engine)\.[A-Za-z0-9_.-]+ *(==|!=) *[A-Za-z0-9_.:/-]+$`)
 
 // swarmConflicts refuses the keys that cannot be kept on a swarm service.
 func (sc *serviceChecker) swarmConflicts(t *tomlTable) {
@@ -319,6 +326,13 @@ func (sc *serviceChecker) key(s *Service, key string, v *tomlValue) {
 			sc.errorf(v.Line, "swarm must be true or false, not %s", v.Kind)
 		}
 		s.Swarm = v.Bool
+	case "placement":
+		s.Placement = sc.strList(key, v, func(e string) string {
+			if !placementRE.MatchString(e) {
+				return fmt.Sprintf("%q is not a placement constraint such as \"node.labels.team==shop\"", e)
+			}
+			return ""
+		})
 	case "signers":
 		s.Signers = sc.strList(key, v, func(e string) string {
 			if strings.ContainsAny(e, "\r\n") {

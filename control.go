@@ -71,6 +71,19 @@ type serviceControl interface {
 	serialize(ctx context.Context, f func(context.Context) error) error
 }
 
+// swarmControl is a service that may run on Docker Swarm (swarm = true):
+// the ops that would run docker compose run swarmOp instead, and exec
+// finds its container with swarmContainer.
+type swarmControl interface {
+	// onSwarm reports whether the service runs on Swarm.
+	onSwarm() bool
+	// swarmOp runs op (ps, logs, restart, stop, start, pull) on the stack.
+	swarmOp(ctx context.Context, op string, args parsedArgs, stdout, stderr io.Writer) error
+	// swarmContainer returns the ID of a running container of the
+	// compose service's tasks on this node, or says where its tasks run.
+	swarmContainer(ctx context.Context, service string) (string, error)
+}
+
 // serviceStatus is what the daemon knows of one service.
 type serviceStatus struct {
 	Name       string

@@ -663,6 +663,7 @@ func (d *Daemon) remove(ctx context.Context, name string, unmountData bool) {
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
 	state := statePaths{filepath.Join(d.flags.dir, ".pgo", name)}
+	d.removeStack(ctx, name)
 	args := []string{"compose", "-p", name}
 	project, _ := readOptional(state.deployed())
 	if project != nil {

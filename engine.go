@@ -308,3 +308,108 @@ func (e *engineAPI) events(ctx context.Context, connected func() error, saw func
 		saw(ev)
 	}
 }
+
+// Swarm reads, for services on Swarm (swarm.go): whether this engine
+// manages a swarm, a stack's services, their tasks and the nodes' names.
+
+// stackLabel is the label docker stack deploy puts on a stack's services.
+const stackLabel = "com.docker.stack.namespace"
+
+// apiSwarm is the part of GET /info that says what this node is in a swarm.
+type apiSwarm struct {
+	LocalNodeState   string `json:"LocalNodeState"` // inactive, pending, active, error, locked
+	ControlAvailable bool   `json:"ControlAvailable"`
+	NodeID           string `json:"NodeID"`
+	Error            string `json:"Error"`
+}
+
+// apiService is what pgod reads of a swarm service.
+type apiService struct {
+	ID        string    `json:"ID"`
+	UpdatedAt time.Time `json:"UpdatedAt"`
+	Spec      struct {
+		Name         string          `json:"Name"`
+		TaskTemplate json.RawMessage `json:"TaskTemplate"`
+		Mode         struct {
+			Replicated *struct {
+				Replicas *int `json:"Replicas"`
+			} `json:"Replicated"`
+			Global *struct{} `json:"Global"`
+		} `json:"Mode"`
+	} `json:"Spec"`
+	UpdateStatus *struct {
+		State     string    `json:"State"`
+		StartedAt time.Time `json:"StartedAt"`
+		Message   string    `json:"Message"`
+	} `json:"UpdateStatus"`
+}
+
+// apiTask is what pgod reads of a swarm task.
+type apiTask struct {
+	ID           string          `json:"ID"`
+	ServiceID    string          `json:"ServiceID"`
+	Slot         int             `json:"Slot"`
+	NodeID       string          `json:"NodeID"`
+	DesiredState string          `json:"DesiredState"`
+	Spec         json.RawMessage `json:"Spec"`
+	Status       struct {
+		Timestamp       time.Time `json:"Timestamp"`
+		State           string    `json:"State"`
+		Message         string    `json:"Message"`
+		Err             string    `json:"Err"`
+		ContainerStatus *struct {
+			ContainerID string `json:"ContainerID"`
+			ExitCode    int    `json:"ExitCode"`
+		} `json:"ContainerStatus"`
+	} `json:"Status"`
+}
+
+// swarmInfo says whether this engine is in a swarm and manages it.
+func (e *engineAPI) swarmInfo(ctx context.Context) (apiSwarm, error) {
+	var info struct {
+		Swarm apiSwarm `json:"Swarm"`
+	}
+	err := e.get(ctx, "/info", nil, &info)
+	return info.Swarm, err
+}
+
+// filters is the engine's filters parameter.
+func filters(f map[string][]string) url.Values {
+	b, _ := json.Marshal(f)
+	return url.Values{"filters": {string(b)}}
+}
+
+// stackServices lists the services of stack.
+func (e *engineAPI) stackServices(ctx context.Context, stack string) ([]apiService, error) {
+	var list []apiService
+	err := e.get(ctx, "/services", filters(map[string][]string{"label": {stackLabel + "=" + stack}}), &list)
+	return list, err
+}
+
+// serviceTasks lists the tasks of the services with these IDs, old ones too.
+func (e *engineAPI) serviceTasks(ctx context.Context, ids []string) ([]apiTask, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	var list []apiTask
+	err := e.get(ctx, "/tasks", filters(map[string][]string{"service": ids}), &list)
+	return list, err
+}
+
+// nodeNames maps the swarm's node IDs to their host names.
+func (e *engineAPI) nodeNames(ctx context.Context) (map[string]string, error) {
+	var list []struct {
+		ID          string `json:"ID"`
+		Description struct {
+			Hostname string `json:"Hostname"`
+		} `json:"Description"`
+	}
+	if err := e.get(ctx, "/nodes", nil, &list); err != nil {
+		return nil, err
+	}
+	names := make(map[string]string, len(list))
+	for _, n := range list {
+		names[n.ID] = n.Description.Hostname
+	}
+	return names, nil
+}

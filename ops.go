@@ -625,6 +625,9 @@ func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)
 // runCompose runs "docker compose SUB args..." on the deployed project.
 func runCompose(sub string) func(ctx context.Context, o *opRun) error {
 	return func(ctx context.Context, o *opRun) error {
+		if sw, ok := o.svc.(swarmControl); ok && sw.onSwarm() {
+			return sw.swarmOp(ctx, sub, o.args, o.stdout, o.stderr)
+		}
 		cmd, err := o.svc.compose(ctx, append([]string{sub}, o.args.compose()...)...)
 		if err != nil {
 			return err
@@ -662,7 +665,13 @@ func runExec(ctx context.Context, o *opRun) error {
 		return badRequest("exec needs a service and a command, as in %q", "exec web sh")
 	}
 	service, command := o.args.positional[0], o.args.positional[1:]
-	id, err := findContainer(ctx, o.svc, o.name, service)
+	var id string
+	var err error
+	if sw, ok := o.svc.(swarmControl); ok && sw.onSwarm() {
+		id, err = sw.swarmContainer(ctx, service)
+	} else {
+		id, err = findContainer(ctx, o.svc, o.name, service)
+	}
 	if err != nil {
 		return err
 	}

@@ -89,7 +89,12 @@ func (e *engineRules) externalNetworksNotAnothers(nets map[string]any) {
 			continue
 		}
 		net := e.inspect("network", name)
-		if owner := jsonString(jsonObject(net["Labels"])[composeProjectLabel]); owner != "" && owner != e.name {
+		labels := jsonObject(net["Labels"])
+		owner := jsonString(labels[composeProjectLabel])
+		if owner == "" {
+			owner = jsonString(labels[stackLabel]) // made by docker stack deploy
+		}
+		if owner != "" && owner != e.name {
 			e.add("networks."+key, "network %q: external network %q belongs to compose project %q; a project joins another's network only when its pgo.toml networks lists it", key, name, owner)
 		}
 	}

@@ -42,22 +42,28 @@ func (w *worker) up(ctx context.Context, stdout, stderr io.Writer) error {
 	if err := w.acquireSlot(ctx); err != nil {
 		return err
 	}
-	err := w.runCompose(ctx, deployed, stdout, "up", "-d")
+	since := time.Now()
+	err := w.bringUp(ctx, deployed, stdout, "up", "-d")
 	w.releaseSlot()
 	if err != nil {
 		return err
 	}
-	return w.healthy(ctx, stdout)
+	return w.healthySince(ctx, stdout, since)
 }
 
 // healthy waits, as a deploy does, for the running project's containers to
 // be ready; a *deployError says why they are not.
 func (w *worker) healthy(ctx context.Context, stdout io.Writer) error {
+	return w.healthySince(ctx, stdout, time.Now())
+}
+
+// healthySince is healthy for what was brought up at since.
+func (w *worker) healthySince(ctx context.Context, stdout io.Writer, since time.Time) error {
 	project := w.currentProject()
 	if project == nil {
 		return errNotDeployed
 	}
-	bad, logs := w.awaitHealthy(ctx, project)
+	bad, logs := w.awaitReady(ctx, project, since)
 	if bad == nil {
 		return nil
 	}
@@ -75,6 +81,9 @@ func (w *worker) down(ctx context.Context, stdout, stderr io.Writer) error {
 	project := w.currentProject()
 	if project == nil {
 		return nil
+	}
+	if w.svc.Swarm {
+		return w.stackRemove(ctx, stdout, commandTimeout)
 	}
 	err := w.runCompose(ctx, project, stdout, "down", "--remove-orphans")
 	// Status says at once what is left, not what ran before the down.

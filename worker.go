@@ -821,7 +821,7 @@ func (w *worker) converge(ctx context.Context, out io.Writer, force bool) error 
 		return nil
 	}
 	// A client is told the truth about what runs, also when nothing was new.
-	if bad, logs := w.awaitHealthy(ctx, deployed); bad != nil {
+	if bad, logs := w.awaitReady(ctx, deployed, time.Now()); bad != nil {
 		w.sayLogs(out, logs)
 		return bad
 	}
@@ -859,13 +859,14 @@ func (w *worker) deploy(ctx context.Context, out io.Writer) error {
 			return w.failDeploy(ctx, out, commit, deployFailure(resultFailed, "%s", redact(err.Error(), w.secrets)), nil, false)
 		}
 	}
-	if err := w.runCompose(ctx, project, out, "up", "-d", "--remove-orphans", "--quiet-pull"); err != nil {
+	since := time.Now()
+	if err := w.bringUp(ctx, project, out, "up", "-d", "--remove-orphans", "--quiet-pull"); err != nil {
 		release()
 		return w.failDeploy(ctx, out, commit, deployFailure(resultFailed, "%s", redact(err.Error(), w.secrets)), nil, true)
 	}
 	release() // the gate only looks; other services may deploy meanwhile
-	w.say(out, "waiting up to %s for the containers of %s to be ready", w.healthTimeout(project), short(commit))
-	if bad, logs := w.awaitHealthy(ctx, project); bad != nil {
+	w.say(out, "waiting up to %s for the %s of %s to be ready", w.healthTimeout(project), w.unitsWord(), short(commit))
+	if bad, logs := w.awaitReady(ctx, project, since); bad != nil {
 		return w.failDeploy(ctx, out, commit, bad, logs, true)
 	}
 	if err := writeFileAtomic(w.state.deployed(), project, 0o600); err != nil {
@@ -954,19 +955,46 @@ func (w *worker) rollBack(ctx context.Context, out io.Writer, project []byte, re
 	if len(rebuild) > 0 {
 		err = w.runCompose(ctx, project, out, append([]string{"build", "--"}, rebuild...)...)
 	}
+	since := time.Now()
 	if err == nil {
-		err = w.runCompose(ctx, project, out, "up", "-d", "--remove-orphans")
+		err = w.bringUp(ctx, project, out, "up", "-d", "--remove-orphans")
 	}
 	w.releaseSlot()
 	if err != nil {
 		*msg += "; rollback failed too: " + redact(err.Error(), w.secrets)
 		return false
 	}
-	if bad, _ := w.awaitHealthy(ctx, project); bad != nil {
+	if bad, _ := w.awaitReady(ctx, project, since); bad != nil {
 		*msg += "; the rollback is not ready either: " + bad.msg
 		return false
 	}
 	return true
+}
+
+// bringUp runs project on the service's engine: compose with args, or on
+// Swarm a stack deploy.
+func (w *worker) bringUp(ctx context.Context, project []byte, out io.Writer, args ...string) error {
+	if w.svc.Swarm {
+		return w.stackDeploy(ctx, project, out)
+	}
+	return w.runCompose(ctx, project, out, args...)
+}
+
+// awaitReady is the health gate of the service's engine on project,
+// brought up at since: containers ready, or the stack converged.
+func (w *worker) awaitReady(ctx context.Context, project []byte, since time.Time) (*deployError, []string) {
+	if w.svc.Swarm {
+		return w.awaitStack(ctx, project, since)
+	}
+	return w.awaitHealthy(ctx, project)
+}
+
+// unitsWord names what runs of the service, for progress lines.
+func (w *worker) unitsWord() string {
+	if w.svc.Swarm {
+		return "tasks"
+	}
+	return "containers"
 }
 
 // sayLogs shows a failed container's last log lines to the client and the log.
@@ -1000,6 +1028,9 @@ func (w *worker) repair(ctx context.Context, out io.Writer) error {
 	_, deployed, _ := w.snapshot()
 	if deployed == nil {
 		return nil
+	}
+	if w.svc.Swarm {
+		return w.repairStack(ctx, out, deployed)
 	}
 	services, err := projectServices(deployed)
 	if err != nil {
@@ -1055,6 +1086,9 @@ func (w *worker) keepDown(ctx context.Context, out io.Writer) error {
 	project := w.currentProject()
 	if project == nil {
 		return nil
+	}
+	if w.svc.Swarm {
+		return w.keepStackDown(ctx, out)
 	}
 	ps, err := w.containers(ctx)
 	if err != nil {
