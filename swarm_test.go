@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // renderSwarm renders compose (and files, path -> content) as service
@@ -260,5 +261,123 @@ func TestParseConfigSwarm(t *testing.T) {
 	}
 	if _, err := parseConfig("pgo.toml", []byte(strings.Replace(head, "true", "\"yes\"", 1))); err == nil || !strings.Contains(err.Error(), "swarm must be true or false") {
 		t.Errorf("swarm = \"yes\": %v", err)
+	}
+}
+
+// taskFixture is one task for swarmFixture, which builds a service with a spec and tasks for judgeStack.
+type taskFixture struct {
+	slot    int
+	spec    string
+	desired string
+	state   string
+	at      time.Time
+	err     string
+	exit    int
+	id      string
+}
+
+func swarmFixture(name, spec string, replicas int, tasks ...taskFixture) (apiService, []apiTask) {
+	var s apiService
+	s.ID, s.Spec.Name, s.Spec.TaskTemplate = "svc-"+name, name, json.RawMessage(spec)
+	s.Spec.Mode.Replicated = &struct {
+		Replicas *int `json:"Replicas"`
+	}{Replicas: &replicas}
+	var ts []apiTask
+	for _, f := range tasks {
+		var t apiTask
+		t.ID, t.ServiceID, t.Slot, t.DesiredState, t.Spec = f.id, s.ID, f.slot, f.desired, json.RawMessage(f.spec)
+		t.Status.State, t.Status.Timestamp, t.Status.Err = f.state, f.at, f.err
+		if f.exit != 0 {
+			t.Status.ContainerStatus = &struct {
+				ContainerID string `json:"ContainerID"`
+				ExitCode    int    `json:"ExitCode"`
+			}{ExitCode: f.exit}
+		}
+		ts = append(ts, t)
+	}
+	return s, ts
+}
+
+// TestJudgeStack: a stack is ready once every service runs its replicas of
+// the current spec and nothing older; a task of the current spec that
+// failed since the deploy, or an update Swarm paused, fails it.
+func TestJudgeStack(t *testing.T) {
+	since := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	now := since.Add(time.Minute)
+	const cur = `{"ContainerSpec":{"Image":"web:2"},"ForceUpdate":0,"Runtime":"container"}`
+	const curTask = `{"ContainerSpec":{"Image":"web:2"},"ForceUpdate":0}`
+	const oldTask = `{"ContainerSpec":{"Image":"web:1"},"ForceUpdate":0}`
+	long := since.Add(-time.Hour)
+	tests := []struct {
+		name     string
+		replicas int
+		tasks    []taskFixture
+		paused   *time.Time
+		ready    bool
+		failed   string // substring
+		culprit  string
+		waiting  string // substring of a waiting line
+		settling bool
+	}{
+		{"converged", 2, []taskFixture{
+			{slot: 1, spec: curTask, desired: "running", state: "running", at: since},
+			{slot: 2, spec: curTask, desired: "running", state: "running", at: since},
+			{slot: 1, spec: oldTask, desired: "shutdown", state: "shutdown", at: since},
+		}, nil, true, "", "", "", false},
+		{"old spec still runs", 1, []taskFixture{
+			{slot: 1, spec: curTask, desired: "running", state: "running", at: since},
+			{slot: 1, spec: oldTask, desired: "running", state: "running", at: long},
+		}, nil, false, "", "", "1 tasks of the previous spec still run", false},
+		{"starting", 1, []taskFixture{
+			{slot: 1, spec: curTask, desired: "running", state: "starting", at: since, id: "t1"},
+		}, nil, false, "", "", "shop_web.1 is starting", false},
+		{"too few", 2, []taskFixture{
+			{slot: 1, spec: curTask, desired: "running", state: "running", at: since},
+		}, nil, false, "", "", "shop_web: 1 of 2 tasks running", false},
+		{"failed since the deploy", 1, []taskFixture{
+			{slot: 1, spec: curTask, desired: "shutdown", state: "failed", at: since.Add(time.Second), err: "task: non-zero exit (1)", exit: 1, id: "bad"},
+			{slot: 1, spec: curTask, desired: "running", state: "ready", at: since.Add(2 * time.Second)},
+		}, &since, false, "task shop_web.1 failed: task: non-zero exit (1) (exit status 1)", "bad", "", false},
+		{"failed before the deploy", 1, []taskFixture{
+			{slot: 1, spec: curTask, desired: "shutdown", state: "failed", at: long, id: "bad"},
+			{slot: 1, spec: curTask, desired: "running", state: "running", at: long},
+		}, nil, true, "", "", "", false},
+		{"old spec failed during a rollback", 1, []taskFixture{
+			{slot: 1, spec: oldTask, desired: "shutdown", state: "failed", at: since.Add(time.Second), id: "bad"},
+			{slot: 1, spec: curTask, desired: "running", state: "running", at: since.Add(2 * time.Second)},
+		}, nil, true, "", "", "", false},
+		{"paused by an earlier update", 1, []taskFixture{
+			{slot: 1, spec: curTask, desired: "running", state: "running", at: since},
+		}, &long, true, "", "", "", false},
+		{"paused now", 1, []taskFixture{
+			{slot: 1, spec: curTask, desired: "running", state: "running", at: since},
+		}, &since, false, "the update of shop_web is paused", "", "", false},
+		{"just started", 1, []taskFixture{
+			{slot: 1, spec: curTask, desired: "running", state: "running", at: now.Add(-time.Second)},
+		}, nil, true, "", "", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, tasks := swarmFixture("shop_web", cur, tt.replicas, tt.tasks...)
+			if tt.paused != nil {
+				s.UpdateStatus = &struct {
+					State     string    `json:"State"`
+					StartedAt time.Time `json:"StartedAt"`
+					Message   string    `json:"Message"`
+				}{State: "paused", StartedAt: *tt.paused, Message: "update paused due to failure"}
+			}
+			v := judgeStack("shop", []string{"web"}, map[string]apiService{"shop_web": s}, tasks, since, now)
+			if v.ready() != tt.ready || !strings.Contains(v.failed, tt.failed) || (tt.failed == "") != (v.failed == "") || v.culprit != tt.culprit || v.settling != tt.settling {
+				t.Errorf("ready %v failed %q culprit %q settling %v waiting %q; want ready %v failed %q culprit %q settling %v",
+					v.ready(), v.failed, v.culprit, v.settling, v.waiting, tt.ready, tt.failed, tt.culprit, tt.settling)
+			}
+			if tt.waiting != "" && !strings.Contains(strings.Join(v.waiting, "\n"), tt.waiting) {
+				t.Errorf("waiting %q, want %q", v.waiting, tt.waiting)
+			}
+		})
+	}
+	v := judgeStack("shop", []string{"web", "db"}, map[string]apiService{}, nil, since, now)
+	if v.ready() || len(v.waiting) != 2 || v.waiting[0] != "shop_web is not there" {
+		t.Errorf("no services: waiting %q", v.waiting)
 	}
 }
