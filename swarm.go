@@ -68,14 +68,7 @@ func (w *worker) stackDeploy(ctx context.Context, project []byte, out io.Writer)
 	if err != nil {
 		return fmt.Errorf("stack deploy: %w", err)
 	}
-	// With "always" the CLI asks the registry for each image's digest and
-	// pins the tasks to it, so every node runs the same image. An image
-	// only this engine has (built or loaded here, no registry) has no
-	// digest to ask for; it is deployed by its tag as it is, "never".
-	resolve := "always"
-	if w.imagesPresent(ctx, project) {
-		resolve = "never"
-	}
+	resolve := w.resolveImage(ctx, project)
 	cmd := w.acct.engineCommand(ctx, w.composeEnv(), w.d.flags.docker, "stack", "deploy", "--prune", "--with-registry-auth",
 		"--resolve-image", resolve, "--detach=true", "-c", "-", w.svc.Name)
 	cmd.Stdin = bytes.NewReader(stack)
@@ -97,6 +90,31 @@ func (w *worker) stackDeploy(ctx context.Context, project []byte, out io.Writer)
 		w.log.Warn("docker stack deploy ignored part of the stack file: " + redact(lastLines(text, 3), w.secrets))
 	}
 	return nil
+}
+
+// resolveImage chooses docker stack deploy's --resolve-image. With
+// "always" the CLI asks the registry for each image's digest and pins the
+// tasks to it, so every node runs the same image. An image only this
+// engine has (built or loaded here: no registry digest) cannot be
+// resolved, and asking would fail the deploy; with one of those the
+// stack is deployed by its tags as they are, "never".
+func (w *worker) resolveImage(ctx context.Context, project []byte) string {
+	refs, err := pulledServices(project)
+	if err != nil || w.d.engine == nil {
+		return "always"
+	}
+	for _, ref := range refs {
+		if !objectName.MatchString(ref) || strings.Contains(ref, "..") {
+			continue
+		}
+		var img struct {
+			RepoDigests []string `json:"RepoDigests"`
+		}
+		if err := w.d.engine.get(ctx, "/images/"+ref+"/json", nil, &img); err == nil && len(img.RepoDigests) == 0 {
+			return "never"
+		}
+	}
+	return "always"
 }
 
 // stackRemove removes the service's stack and waits, up to timeout, until

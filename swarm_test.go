@@ -262,6 +262,18 @@ func TestParseConfigSwarm(t *testing.T) {
 	if _, err := parseConfig("pgo.toml", []byte(strings.Replace(head, "true", "\"yes\"", 1))); err == nil || !strings.Contains(err.Error(), "swarm must be true or false") {
 		t.Errorf("swarm = \"yes\": %v", err)
 	}
+	cfg, err = parseConfig("pgo.toml", []byte(head+"placement = [\"node.labels.team==shop\", \"node.role != manager\"]\n"))
+	if err != nil || len(cfg.Services[0].Placement) != 2 {
+		t.Errorf("placement: %v, %+v", err, cfg)
+	}
+	_, err = parseConfig("pgo.toml", []byte(head+"placement = [\"team=shop\"]\n"))
+	if err == nil || !strings.Contains(err.Error(), `pgo.toml:6: service "web": placement[0]: "team=shop" is not a placement constraint`) {
+		t.Errorf("a bad constraint: %v", err)
+	}
+	_, err = parseConfig("pgo.toml", []byte(strings.Replace(head, "swarm = true\n", "", 1)+"placement = [\"node.labels.team==shop\"]\n"))
+	if err == nil || !strings.Contains(err.Error(), "pgo.toml:5: service \"web\": placement needs swarm = true") {
+		t.Errorf("placement without swarm: %v", err)
+	}
 }
 
 // taskFixture is one task for swarmFixture, which builds a service with a spec and tasks for judgeStack.
