@@ -102,12 +102,15 @@ func TestE2ESwarm(t *testing.T) {
 	files := map[string]string{"compose.yaml": swarmCompose("one", false), "site.conf": "listen 8080\n", "ssh/team.pub": readFile(t, team+".pub")}
 	first := up.commit(t, files)
 	started := time.Now()
-	d := startDaemon(t, serviceTOML(name, up.bare, "swarm = true", `health_timeout = "60s"`), "-t", "1h")
+	d := startDaemon(t, serviceTOML(name, up.bare, "swarm = true", `placement = ["node.role==manager"]`, `health_timeout = "60s"`), "-t", "1h")
 	d.logShows(t, "deployed "+short(first), 120*time.Second)
 	t.Logf("first deploy on the swarm: %s from pgod's start, clone and check included", time.Since(started).Round(100*time.Millisecond))
 	swarmPageIs(t, name, "one", 10*time.Second)
 	if got := stackServices(t, name); len(got) != 1 || got[0] != name+"_web" {
 		t.Fatalf("stack services %v, want %s_web", got, name)
+	}
+	if out, err := exec.Command("docker", "service", "inspect", "--format", "{{json .Spec.TaskTemplate.Placement.Constraints}}", name+"_web").CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != `["node.role==manager"]` {
+		t.Errorf("constraints of %s_web: %s, %v; want the operator's placement", name, out, err)
 	}
 	st := d.agree(t, team, name)
 	if !strings.Contains(st, name+"_web.1  "+testImage+"  running") || !strings.Contains(st, "1 running of 1 desired") {
@@ -137,7 +140,7 @@ func TestE2ESwarm(t *testing.T) {
 	sick := up.commit(t, files)
 	began := time.Now()
 	code, errOut = d.pull(t, team, name)
-	if code != exitUnhealthy || !strings.Contains(errOut, "deploy of "+short(sick)+" failed, rolled back to "+short(first)) {
+	if code != exitUnhealthy || !strings.Contains(errOut, "deploy of "+short(sick)+" failed, rolled back to "+short(first)+": unhealthy: task "+name+"_web.1 failed") {
 		t.Fatalf("unhealthy update: exit %d, stderr %q; want %d, rolled back to %s", code, errOut, exitUnhealthy, short(first))
 	}
 	t.Logf("failed update and rollback, converged: %s", time.Since(began).Round(100*time.Millisecond))
