@@ -3,6 +3,7 @@
 package main
 
 import (
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -177,6 +178,33 @@ func TestE2ESwarm(t *testing.T) {
 	if out, errOut, code := d.ctl(t, team, name+"//down"); code != 0 || len(stackServices(t, name)) != 0 {
 		t.Errorf("down: exit %d, services %v\n%s%s", code, stackServices(t, name), out, errOut)
 	}
+	if out, errOut, code := d.ctl(t, team, name+"//up"); code != 0 {
+		t.Fatalf("up: exit %d\n%s%s", code, out, errOut)
+	}
+	swarmPageIs(t, name, "one", 10*time.Second)
+
+	// A good commit deploys; then a service removed by hand is deployed
+	// again (Swarm's own restarts are Swarm's).
+	files["compose.yaml"] = swarmCompose("four", false)
+	up.commit(t, files)
+	if code, errOut := d.pull(t, team, name); code != 0 {
+		t.Fatalf("a good commit after the rollback: exit %d, stderr %q", code, errOut)
+	}
+	swarmPageIs(t, name, "four", 10*time.Second)
+	if out, err := exec.Command("docker", "service", "rm", name+"_web").CombinedOutput(); err != nil {
+		t.Fatalf("docker service rm: %s", firstLine(out, err))
+	}
+	if out, errOut, code := d.ctl(t, team, name+"//git", "pull"); code != 0 || !strings.Contains(out, "drift: "+name+"_web removed") {
+		t.Errorf("git pull after the service was removed: exit %d\n%s%s", code, out, errOut)
+	}
+	swarmPageIs(t, name, "four", 30*time.Second)
+
+	// Out of the config, the stack is removed.
+	if err := os.WriteFile(d.config, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.cmd.Process.Signal(sighup)
+	waitFor(t, "the stack of the removed service to go", 60*time.Second, func() bool { return len(stackServices(t, name)) == 0 })
 }
 
 // swarmTaskIDs is the running task of name_web.

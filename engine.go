@@ -386,6 +386,16 @@ func (e *engineAPI) stackServices(ctx context.Context, stack string) ([]apiServi
 	return list, err
 }
 
+// stackNetworks counts the networks of stack, which docker stack rm
+// removes after the services, while the tasks' containers go.
+func (e *engineAPI) stackNetworks(ctx context.Context, stack string) (int, error) {
+	var list []struct {
+		ID string `json:"Id"`
+	}
+	err := e.get(ctx, "/networks", filters(map[string][]string{"label": {stackLabel + "=" + stack}}), &list)
+	return len(list), err
+}
+
 // serviceTasks lists the tasks of the services with these IDs, old ones too.
 func (e *engineAPI) serviceTasks(ctx context.Context, ids []string) ([]apiTask, error) {
 	if len(ids) == 0 {

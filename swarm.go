@@ -118,7 +118,8 @@ func (w *worker) resolveImage(ctx context.Context, project []byte) string {
 }
 
 // stackRemove removes the service's stack and waits, up to timeout, until
-// its services are gone.
+// its services and networks are gone: a deploy right after would find a
+// network that is on its way out, and fail.
 func (w *worker) stackRemove(ctx context.Context, out io.Writer, timeout time.Duration) error {
 	cmd := w.acct.engineCommand(ctx, w.composeEnv(), w.d.flags.docker, "stack", "rm", w.svc.Name)
 	output := newTail(maxTail)
@@ -138,12 +139,16 @@ func (w *worker) stackRemove(ctx context.Context, out io.Writer, timeout time.Du
 	deadline := time.Now().Add(timeout)
 	for {
 		svcs, err := api.stackServices(ctx, w.svc.Name)
-		if err == nil && len(svcs) == 0 {
+		nets := 0
+		if err == nil {
+			nets, err = api.stackNetworks(ctx, w.svc.Name)
+		}
+		if err == nil && len(svcs) == 0 && nets == 0 {
 			w.record(nil, nil)
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("stack rm: %d services of stack %s are still there after %s", len(svcs), w.svc.Name, timeout)
+			return fmt.Errorf("stack rm: %d services and %d networks of stack %s are still there after %s", len(svcs), nets, w.svc.Name, timeout)
 		}
 		if err := pauseCtx(ctx, healthPoll); err != nil {
 			return err
