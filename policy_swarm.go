@@ -115,6 +115,7 @@ var swarmHint = map[string]string{
 	"links":          "services on one overlay network reach each other by service name",
 	"tmpfs":          "write a volumes entry of type: tmpfs",
 	"pull_policy":    "pgo resolves the image at the deploy (docker stack deploy --resolve-image)",
+	"scale":          "use deploy.replicas",
 }
 
 // emptyJSON reports a value compose fills in when the file says nothing:
