@@ -71,12 +71,18 @@ func stackServices(t *testing.T, name string) []string {
 
 // swarmPage asks the running task of name_web on this node for its page.
 func swarmPage(name string) string {
+	return swarmExec(name, "wget", "-qO-", "http://127.0.0.1:8080/")
+}
+
+// swarmExec runs a command in the running task of name_web on this node
+// and returns its output.
+func swarmExec(name string, command ...string) string {
 	id, err := exec.Command("docker", "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+name+"_web").Output()
 	first, _, _ := strings.Cut(strings.TrimSpace(string(id)), "\n")
 	if err != nil || first == "" {
 		return ""
 	}
-	out, _ := exec.Command("docker", "exec", first, "wget", "-qO-", "http://127.0.0.1:8080/").Output()
+	out, _ := exec.Command("docker", append([]string{"exec", first}, command...)...).Output()
 	return strings.TrimSpace(string(out))
 }
 
@@ -191,6 +197,20 @@ func TestE2ESwarm(t *testing.T) {
 		t.Fatalf("a good commit after the rollback: exit %d, stderr %q", code, errOut)
 	}
 	swarmPageIs(t, name, "four", 10*time.Second)
+
+	// A commit that changes only the config file deploys a new config.
+	files["site.conf"] = "listen 8081\n"
+	up.commit(t, files)
+	if out, errOut, code := d.ctl(t, team, name+"//git", "pull"); code != 0 || !strings.Contains(out, "deployed ") {
+		t.Fatalf("a changed config file: exit %d\n%s%s", code, out, errOut)
+	}
+	if got := swarmExec(name, "cat", "/etc/site.conf"); got != "listen 8081" {
+		t.Errorf("/etc/site.conf in the task is %q after the change", got)
+	}
+	out, _ = exec.Command("docker", "config", "ls", "--format", "{{.Name}}", "--filter", "label=com.docker.stack.namespace="+name).Output()
+	if configs := strings.Fields(string(out)); len(configs) != 1 || !strings.HasPrefix(configs[0], name+"_site_") {
+		t.Errorf("configs of the stack after the change: %q; want the new one only", configs)
+	}
 	if out, err := exec.Command("docker", "service", "rm", name+"_web").CombinedOutput(); err != nil {
 		t.Fatalf("docker service rm: %s", firstLine(out, err))
 	}

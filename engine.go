@@ -396,6 +396,23 @@ func (e *engineAPI) stackNetworks(ctx context.Context, stack string) (int, error
 	return len(list), err
 }
 
+// stackObjects names the secrets or configs (kind) of stack.
+func (e *engineAPI) stackObjects(ctx context.Context, kind, stack string) ([]string, error) {
+	var list []struct {
+		Spec struct {
+			Name string `json:"Name"`
+		} `json:"Spec"`
+	}
+	if err := e.get(ctx, "/"+kind, filters(map[string][]string{"label": {stackLabel + "=" + stack}}), &list); err != nil {
+		return nil, err
+	}
+	names := make([]string, len(list))
+	for i, o := range list {
+		names[i] = o.Spec.Name
+	}
+	return names, nil
+}
+
 // serviceTasks lists the tasks of the services with these IDs, old ones too.
 func (e *engineAPI) serviceTasks(ctx context.Context, ids []string) ([]apiTask, error) {
 	if len(ids) == 0 {

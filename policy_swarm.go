@@ -281,6 +281,37 @@ func stackFile(project []byte, name string, placement []string) ([]byte, error) 
 	return b.Bytes(), nil
 }
 
+// nameByContent names project's secrets and configs after their files'
+// content, as the stack file does. The validated project of a swarm
+// service carries these names, so that a commit that changes only such a
+// file changes what runs and deploys: Swarm copies the content when it
+// creates the secret, where compose would mount the file as it is now.
+func nameByContent(project []byte, name string) ([]byte, error) {
+	p, err := decodeProject(project)
+	if err != nil {
+		return nil, err
+	}
+	for _, kind := range []string{"secrets", "configs"} {
+		objs := jsonObject(p[kind])
+		for _, key := range slices.Sorted(maps.Keys(objs)) {
+			o := jsonObject(objs[key])
+			if file := jsonString(o["file"]); file != "" {
+				if o["name"], err = contentName(name, key, file); err != nil {
+					return nil, fmt.Errorf("%s %q: %w", strings.TrimSuffix(kind, "s"), key, err)
+				}
+			}
+		}
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(p); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
 // stackService puts a service's values in the types docker stack deploy's
 // loader wants where compose renders others (cpus as a string, sizes and
 // published ports as integers) and appends the operator's constraints.
@@ -330,7 +361,7 @@ func integer(m map[string]any, key string) {
 
 // contentName names a secret or config after its content: Swarm refuses
 // to change one in place, so a changed file gets a new name, which the
-// service update moves to (and --prune removes the old one).
+// service update moves to (pruneStackObjects removes the old one).
 func contentName(project, key, file string) (string, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {

@@ -352,6 +352,7 @@ func (w *worker) awaitStack(ctx context.Context, project []byte, since time.Time
 			case v.failed != "":
 				return deployFailure(resultUnhealthy, "unhealthy: %s", v.failed), w.taskLogs(ctx, v.culprit)
 			case v.ready() && !v.settling:
+				w.pruneStackObjects(ctx, project)
 				return nil, nil
 			}
 		}
@@ -363,9 +364,40 @@ func (w *worker) awaitStack(ctx context.Context, project []byte, since time.Time
 		}
 	}
 	if v.ready() {
+		w.pruneStackObjects(ctx, project)
 		return nil, nil
 	}
 	return deployFailure(resultTimeout, "timeout: not converged after %s: %s", limit, strings.Join(v.waiting, ", ")), w.taskLogs(ctx, v.pending)
+}
+
+// pruneStackObjects removes the stack's secrets and configs that project,
+// which the stack now runs, does not name: those of earlier contents.
+// docker stack deploy --prune removes services only.
+func (w *worker) pruneStackObjects(ctx context.Context, project []byte) {
+	p, err := decodeProject(project)
+	if err != nil {
+		return
+	}
+	for _, kind := range []string{"secrets", "configs"} {
+		keep := map[string]bool{}
+		for _, o := range jsonObject(p[kind]) {
+			keep[jsonString(jsonObject(o)["name"])] = true
+		}
+		names, err := w.d.engine.stackObjects(ctx, kind, w.svc.Name)
+		if err != nil {
+			w.log.Warn("old " + kind + " of the stack: " + err.Error())
+			continue
+		}
+		for _, n := range names {
+			if keep[n] {
+				continue
+			}
+			cmd := w.acct.engineCommand(ctx, w.composeEnv(), w.d.flags.docker, strings.TrimSuffix(kind, "s"), "rm", n)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				w.log.Warn(fmt.Sprintf("%s rm %s: %s", strings.TrimSuffix(kind, "s"), n, lastLines(strings.TrimSpace(string(out)), 2)))
+			}
+		}
+	}
 }
 
 // recordTasks keeps the tasks a look found, for status and metrics.

@@ -393,3 +393,37 @@ func TestJudgeStack(t *testing.T) {
 		t.Errorf("no services: waiting %q", v.waiting)
 	}
 }
+
+// TestNameByContent: the validated project of a swarm service names its
+// secrets and configs by content, so a changed file changes the project,
+// and the policy still passes it.
+func TestNameByContent(t *testing.T) {
+	project, vs := renderSwarm(t, swarmClean, swarmFiles())
+	if len(vs) > 0 {
+		t.Fatalf("violations: %v", vs)
+	}
+	named, err := nameByContent(project, "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := decodeStack(t, named)
+	file := jsonString(jsonObject(jsonObject(m["secrets"])["token"])["file"])
+	if n := jsonString(jsonObject(jsonObject(m["secrets"])["token"])["name"]); !strings.HasPrefix(n, "shop_token_") {
+		t.Errorf("secret named %q", n)
+	}
+	checkout := filepath.Dir(file)
+	r := renderRequest{Service: &Service{Name: "shop", User: "shop", Swarm: true, Ports: []string{"8080"}}, Checkout: checkout, DataDir: filepath.Join(filepath.Dir(checkout), "data")}
+	if vs := validateProject(named, r); len(vs) > 0 {
+		t.Errorf("the named project is refused: %v", vs)
+	}
+	if err := os.WriteFile(file, []byte("rotated\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	again, err := nameByContent(project, "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(again) == string(named) {
+		t.Error("a changed secret file leaves the project as it was: the commit would not deploy")
+	}
+}

@@ -601,6 +601,9 @@ func (w *worker) accept(ctx context.Context, out io.Writer, commit string, verif
 	if err == nil {
 		builds, err = w.buildIdentity(ctx, commit, project)
 	}
+	if err == nil && w.svc.Swarm {
+		project, err = nameByContent(project, w.svc.Name)
+	}
 	if err != nil {
 		if head != "" {
 			// Also when the client went away or pgod is stopping: the
