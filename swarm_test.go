@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -425,5 +428,71 @@ func TestNameByContent(t *testing.T) {
 	}
 	if string(again) == string(named) {
 		t.Error("a changed secret file leaves the project as it was: the commit would not deploy")
+	}
+}
+
+// swarmAPI serves GET /info with the given swarm state, and /services and
+// /tasks recording the filters they were asked with.
+func swarmAPI(t *testing.T, info string, asked *[]string) *engineAPI {
+	t.Helper()
+	socket := filepath.Join(t.TempDir(), "docker.sock")
+	ln, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/info", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{"Swarm":`+info+`}`) })
+	mux.HandleFunc("/services", func(w http.ResponseWriter, r *http.Request) {
+		*asked = append(*asked, "services "+r.URL.Query().Get("filters"))
+		io.WriteString(w, `[{"ID":"s1","Spec":{"Name":"shop_web","TaskTemplate":{"ContainerSpec":{"Image":"web:1"}}}}]`)
+	})
+	mux.HandleFunc("/tasks", func(w http.ResponseWriter, r *http.Request) {
+		*asked = append(*asked, "tasks "+r.URL.Query().Get("filters"))
+		io.WriteString(w, `[{"ID":"t1","ServiceID":"s1","Slot":1,"DesiredState":"running","Spec":{"ContainerSpec":{"Image":"web:1"}},"Status":{"State":"running"}}]`)
+	})
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return newEngineAPI(socket)
+}
+
+// TestSwarmManager: pgod deploys only on a manager, and says what to do
+// on an engine that is not one.
+func TestSwarmManager(t *testing.T) {
+	for _, tt := range []struct{ info, want string }{
+		{`{"LocalNodeState":"active","ControlAvailable":true}`, ""},
+		{`{"LocalNodeState":"inactive"}`, "this engine is not in a swarm: run docker swarm init on this host, or join it to the swarm as a manager"},
+		{`{"LocalNodeState":"active","ControlAvailable":false}`, "this engine is a swarm worker: docker stack deploy needs a manager"},
+		{`{"LocalNodeState":"error","Error":"bad cert"}`, "this engine's swarm is error: bad cert"},
+	} {
+		var asked []string
+		w := &worker{d: &Daemon{engine: swarmAPI(t, tt.info, &asked)}, svc: &Service{Name: "shop", Swarm: true}}
+		err := w.swarmManager(context.Background())
+		if (tt.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want %q", tt.info, err, tt.want)
+		}
+	}
+	w := &worker{d: &Daemon{}, svc: &Service{Name: "shop", Swarm: true}}
+	if err := w.swarmManager(context.Background()); err == nil || !strings.Contains(err.Error(), "--docker-socket") {
+		t.Errorf("without the engine's API: %v", err)
+	}
+}
+
+// TestStackTasks: the stack's services are read by the stack's label and
+// their tasks by the services' IDs.
+func TestStackTasks(t *testing.T) {
+	var asked []string
+	w := &worker{d: &Daemon{engine: swarmAPI(t, `{}`, &asked)}, svc: &Service{Name: "shop", Swarm: true}}
+	svcs, tasks, err := w.stackTasks(context.Background())
+	if err != nil || svcs["shop_web"].ID != "s1" || len(tasks) != 1 {
+		t.Fatalf("services %v tasks %v err %v", svcs, tasks, err)
+	}
+	want := []string{`services {"label":["com.docker.stack.namespace=shop"]}`, `tasks {"service":["s1"]}`}
+	if strings.Join(asked, "\n") != strings.Join(want, "\n") {
+		t.Errorf("asked\n%s\nwant\n%s", strings.Join(asked, "\n"), strings.Join(want, "\n"))
+	}
+	v := judgeStack("shop", []string{"web"}, svcs, tasks, time.Now(), time.Now().Add(time.Minute))
+	if !v.ready() || v.running != 1 || v.desired != 1 || len(v.entries) != 1 || v.entries[0].Name != "shop_web.1" || v.entries[0].Image != "web:1" {
+		t.Errorf("verdict %+v", v)
 	}
 }
