@@ -248,12 +248,16 @@ func (c *projectRules) fileObjectsFromCheckout(kind string) {
 	}
 }
 
-// composeLabelsReserved refuses labels compose itself uses to tell projects
-// and their images apart.
+// composeLabelsReserved refuses labels compose and Swarm themselves use to
+// tell projects, stacks and their images apart.
 func (c *projectRules) composeLabelsReserved(path string, labels map[string]any) {
 	for _, k := range slices.Sorted(maps.Keys(labels)) {
-		if strings.HasPrefix(k, "com.docker.compose.") {
+		switch {
+		case strings.HasPrefix(k, "com.docker.compose."):
 			c.add(path, "label %q is reserved for compose", k)
+		case strings.HasPrefix(k, "com.docker.stack."), strings.HasPrefix(k, "com.docker.swarm."):
+			// pgod finds a stack's services and networks by them (swarm.go)
+			c.add(path, "label %q is reserved for Docker Swarm", k)
 		}
 	}
 }

@@ -207,6 +207,7 @@ func (c *projectRules) swarmRules() {
 	for _, name := range slices.Sorted(maps.Keys(c.services)) {
 		s := jsonObject(c.services[name])
 		at := "services." + name
+		c.composeLabelsReserved(at+".deploy.labels", jsonObject(jsonObject(s["deploy"])["labels"]))
 		for i, v := range jsonList(s["volumes"]) {
 			if jsonString(jsonObject(v)["type"]) == "bind" {
 				c.add(fmt.Sprintf("%s.volumes[%d]", at, i), "bind mounts are not allowed on Swarm: a task may run on any node, and pgo checks and pins host paths on this host only; use a named volume, a config or a secret")
@@ -227,6 +228,7 @@ func (c *projectRules) swarmRules() {
 	for _, kind := range []string{"secrets", "configs"} {
 		objs := jsonObject(c.p[kind])
 		for _, key := range slices.Sorted(maps.Keys(objs)) {
+			c.composeLabelsReserved(kind+"."+key+".labels", jsonObject(jsonObject(objs[key])["labels"]))
 			if jsonString(jsonObject(objs[key])["file"]) == "" {
 				c.add(kind+"."+key, "%s %q: on Swarm a %s comes from a file of the checkout (file:)", strings.TrimSuffix(kind, "s"), key, strings.TrimSuffix(kind, "s"))
 			}

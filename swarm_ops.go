@@ -192,48 +192,46 @@ func (w *worker) swarmRestart(ctx context.Context, args parsedArgs, services []s
 	return w.healthySince(ctx, stdout, since)
 }
 
-// swarmContainer finds a running container of service's tasks on this
-// node, by the label Swarm puts on it; when there is none here it says
-// where the service's tasks run.
+// swarmContainer finds the container of a running task of service on
+// this node, by what the swarm says of its tasks: a label on a container
+// could be set by any project. When no task runs here it says where the
+// service's tasks run.
 func (w *worker) swarmContainer(ctx context.Context, service string) (string, error) {
 	full := w.svc.Name + "_" + service
-	cmd := w.acct.engineCommand(ctx, w.composeEnv(), w.d.flags.docker, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+full)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	cmd.WaitDelay = waitDelay
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("finding the container of %q: %v: %s", service, err, strings.TrimSpace(errOut.String()))
-	}
-	id, _, _ := strings.Cut(strings.TrimSpace(out.String()), "\n")
-	if id = strings.TrimSpace(id); id != "" {
-		if strings.Trim(id, "0123456789abcdef") != "" {
-			return "", fmt.Errorf("docker ps gave %q, not a container ID", id)
-		}
-		return id, nil
-	}
-	return "", w.taskElsewhere(ctx, full)
-}
-
-// taskElsewhere says where the running tasks of the swarm service full
-// are, none being on this node.
-func (w *worker) taskElsewhere(ctx context.Context, full string) error {
 	svcs, tasks, err := w.stackTasks(ctx)
 	if err != nil {
-		return err
+		return "", err
 	}
 	s, ok := svcs[full]
 	if !ok {
-		return notFound("swarm service %s is not there; up deploys the stack", full)
+		return "", notFound("swarm service %s is not there; up deploys the stack", full)
 	}
-	nodes, _ := w.d.engine.nodeNames(ctx)
-	for _, t := range tasks {
-		if t.ServiceID == s.ID && t.DesiredState == "running" && t.Status.State == "running" {
-			node := nodes[t.NodeID]
-			if node == "" {
-				node = t.NodeID
+	info, err := w.d.engine.swarmInfo(ctx)
+	if err != nil {
+		return "", err
+	}
+	var elsewhere *apiTask
+	for i, t := range tasks {
+		if t.ServiceID != s.ID || t.DesiredState != "running" || t.Status.State != "running" {
+			continue
+		}
+		if c := t.Status.ContainerStatus; t.NodeID == info.NodeID && c != nil && c.ContainerID != "" {
+			if strings.Trim(c.ContainerID, "0123456789abcdef") != "" {
+				return "", fmt.Errorf("the engine gave %q, not a container ID", c.ContainerID)
 			}
-			return notFound("task %s.%d runs on node %s; exec reaches only tasks on this node", full, t.Slot, node)
+			return c.ContainerID, nil
+		}
+		if elsewhere == nil {
+			elsewhere = &tasks[i]
 		}
 	}
-	return notFound("swarm service %s has no running task", full)
+	if elsewhere == nil {
+		return "", notFound("swarm service %s has no running task", full)
+	}
+	nodes, _ := w.d.engine.nodeNames(ctx)
+	node := nodes[elsewhere.NodeID]
+	if node == "" {
+		node = elsewhere.NodeID
+	}
+	return "", notFound("task %s.%d runs on node %s; exec reaches only tasks on this node", full, elsewhere.Slot, node)
 }

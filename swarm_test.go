@@ -113,6 +113,10 @@ func TestSwarmRefusals(t *testing.T) {
 		{"external secret", "services:\n  web:\n    image: pgo-test-busybox:e2e\n    secrets: [token]\nsecrets:\n  token:\n    external: true\n", nil, []string{
 			`compose.yaml:7: secret "token": external secrets are not allowed`,
 		}},
+		{"swarm labels", "services:\n  web:\n    image: pgo-test-busybox:e2e\n    labels:\n      com.docker.swarm.service.name: other_web\n    deploy:\n      labels:\n        com.docker.stack.namespace: other\n", nil, []string{
+			`compose.yaml:4: service "web": label "com.docker.swarm.service.name" is reserved for Docker Swarm`,
+			`compose.yaml:7: service "web": label "com.docker.stack.namespace" is reserved for Docker Swarm`,
+		}},
 		{"port range", "services:\n  web:\n    image: pgo-test-busybox:e2e\n    ports: [\"8080-8081:80-81\"]\n", nil, []string{
 			`host port 8081 is not allowed`,
 		}},
