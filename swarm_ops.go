@@ -136,7 +136,10 @@ func (w *worker) swarmLogs(ctx context.Context, args parsedArgs, services []stri
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = run(s, &lineWriter{mu: &mu, w: stdout}, &lineWriter{mu: &mu, w: stderr})
+			out, errOut := &lineWriter{mu: &mu, w: stdout}, &lineWriter{mu: &mu, w: stderr}
+			errs[i] = run(s, out, errOut)
+			out.flush()
+			errOut.flush()
 		}()
 	}
 	wg.Wait()
@@ -167,6 +170,17 @@ func (l *lineWriter) Write(p []byte) (int, error) {
 	l.mu.Unlock()
 	l.buf = append(l.buf[:0], l.buf[i+1:]...)
 	return len(p), err
+}
+
+// flush writes what is left of a last line without its newline.
+func (l *lineWriter) flush() {
+	if len(l.buf) == 0 {
+		return
+	}
+	l.mu.Lock()
+	l.w.Write(l.buf)
+	l.mu.Unlock()
+	l.buf = nil
 }
 
 // swarmRestart replaces the tasks of services (docker service update
