@@ -94,10 +94,15 @@ func TestConfigRepoFlags(t *testing.T) {
 	if f, _ := parseDaemonFlags(nil, &stdout, &stderr); f == nil || f.name == "" {
 		t.Errorf("--name has no default: %+v", f)
 	}
+	t.Setenv(configRepoEnv, "https://oauth2:glpat-S3cretT0kenValue@git.example.org/ops/fleet.git")
+	if f, _ := parseDaemonFlags(nil, &stdout, &stderr); f == nil || f.configRepo != os.Getenv(configRepoEnv) {
+		t.Errorf("$%s is not the config repository: %+v", configRepoEnv, f)
+	}
 	for _, c := range []struct {
 		args []string
 		want string
 	}{
+		{[]string{"--config-repo", "https://oauth2:glpat-S3cretT0kenValue@git.example.org/ops/fleet.git"}, "--config-repo holds credentials, and every local user can read pgod's command line"},
 		{[]string{"--config-repo", "gopher://example.org/x"}, "--config-repo "},
 		{[]string{"--config-repo", "/srv/fleet.git", "--config-branch", "a..b"}, `--config-branch "a..b" is not a valid git branch name`},
 		{[]string{"--config-repo", "/srv/fleet.git", "--config-file", "../pgo.toml"}, `--config-file "../pgo.toml"`},

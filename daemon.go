@@ -37,7 +37,8 @@ Flags:
     -c, --config FILE      config file (default /etc/pgo.toml)
         --config-repo URL  follow pgo.toml from this git repository instead of
                            --config: each new commit of --config-branch
-                           (default main) is checked as a reload, then applied
+                           (default main) is checked as a reload, then applied;
+                           a URL with a token goes in $PGOD_CONFIG_REPO instead
         --config-file PATH the config's path in that repository (default pgo.toml)
         --config-interval D how often to ask it for a new commit (default 1m)
         --name NAME        this host's name in services' hosts lists
@@ -142,6 +143,12 @@ func parseDaemonFlags(args []string, stdout, stderr io.Writer) (*daemonFlags, in
 		fmt.Fprintf(stderr, "pgod: --max-parallel must be at least 1\n")
 		return nil, 2
 	}
+	if f.configRepo == "" {
+		f.configRepo = os.Getenv(configRepoEnv)
+	} else if _, cred := splitCredentials(f.configRepo); cred != nil {
+		fmt.Fprintf(stderr, "pgod: --config-repo holds credentials, and every local user can read pgod's command line; give the URL in the environment instead, as %s (systemctl edit pgod: Environment= or EnvironmentFile=)\n", configRepoEnv)
+		return nil, 2
+	}
 	if msg := configRepoProblem(f); msg != "" {
 		fmt.Fprintf(stderr, "pgod: %s\n", msg)
 		return nil, 2
@@ -162,6 +169,10 @@ func parseDaemonFlags(args []string, stdout, stderr io.Writer) (*daemonFlags, in
 	}
 	return f, -1
 }
+
+// configRepoEnv holds the config repository's URL when --config-repo is not
+// given: a URL with a token belongs where only root can read it.
+const configRepoEnv = "PGOD_CONFIG_REPO"
 
 // configRepoProblem says what is wrong with the --config-* flags, or "".
 func configRepoProblem(f *daemonFlags) string {
