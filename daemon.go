@@ -146,7 +146,7 @@ func parseDaemonFlags(args []string, stdout, stderr io.Writer) (*daemonFlags, in
 	if f.configRepo == "" {
 		f.configRepo = os.Getenv(configRepoEnv)
 	} else if _, cred := splitCredentials(f.configRepo); cred != nil {
-		fmt.Fprintf(stderr, "pgod: --config-repo holds credentials, and every local user can read pgod's command line; give the URL in the environment instead, as %s (systemctl edit pgod: Environment= or EnvironmentFile=)\n", configRepoEnv)
+		fmt.Fprintf(stderr, "pgod: --config-repo holds credentials, and every local user can read pgod's command line; give the URL in the environment instead, as %s (systemctl edit pgod: EnvironmentFile= naming a file only root reads)\n", configRepoEnv)
 		return nil, 2
 	}
 	if msg := configRepoProblem(f); msg != "" {
