@@ -18,12 +18,19 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-const ctlUsage = `Usage: pgoctl [-i KEYFILE] [-p PORT] [--known-hosts FILE] HOST:NAME//OP [ARGS...]
+const ctlUsage = `Usage: pgoctl [-i KEYFILE] [-p PORT] [--known-hosts FILE] [--config FILE]
+              [--parallel N] [--connect-timeout D] HOSTS:NAME//OP [ARGS...]
 
-Runs OP on the pgo service NAME through pgod's SSH server on HOST, e.g.
+Runs OP on the pgo service NAME through pgod's SSH server on each of HOSTS:
+one host, or a comma-separated list of hosts and @groups, e.g.
     pgoctl -i ~/.ssh/id_web prod1:web//logs -f --tail 20 app
     pgoctl prod1:web//exec -it app sh
     pgoctl prod1:'*//status'        every service, with an operator key
+    pgoctl web1,web2:web//status    several hosts at once
+    pgoctl @prod:web//git pull      the hosts of group prod
+With several hosts (a list or a group) each output line starts with its
+host's name ("web1: "), up to N hosts run at once, exec -i/-t is refused,
+and a host that cannot be reached is reported without holding up the rest.
 
 Flags:
     -i KEYFILE          private key file (default: $PGOCTL_ID, else the first of
@@ -32,13 +39,30 @@ Flags:
     --known-hosts FILE  OpenSSH known_hosts file with pgod host keys
                         (default ~/.config/pgo/known_hosts); a host not in it
                         is trusted on first use and added, a changed key refused
+    --config FILE       client config with hosts and groups (default
+                        $PGOCTL_CONFIG, else ~/.config/pgo/pgoctl.toml, which
+                        may be missing)
+    --parallel N        hosts at once (default 8; 1 goes host by host, in order)
+    --connect-timeout D connecting and the SSH handshake, per host (default 10s)
     -h, --help          print this text
+
+Client config (TOML):
+    [[hosts]]
+    name = "web1"
+    address = "10.0.0.11"    # host or host:port; default: the name, port -p
+    [[groups]]
+    name = "prod"
+    hosts = ["web1", "web2", "@staging"]   # host names and other @groups
+A host named on the command line that has a [[hosts]] entry is reached at
+its address.
 
 Environment:
     PGOCTL_ID       the private key itself (its PEM text, not a file name), for CI
     PGOCTL_HOSTKEY  pin pgod's host key instead of using known_hosts: an
                     authorized_keys line ("ssh-ed25519 AAAA...") or a fingerprint
-                    ("SHA256:..."), several on separate lines during a key change
+                    ("SHA256:..."), several on separate lines during a key change;
+                    one host only (several hosts: their keys in --known-hosts)
+    PGOCTL_CONFIG   the client config, when --config is not given
 
 Ops: up, down, stop, start, restart, ps, pull, logs, exec, check (alias load),
 git pull, git hash, status, history [N], diff, freeze [REASON], unfreeze,
@@ -51,7 +75,9 @@ rollback) 0 only when what runs is healthy, 65 rejected by the policy (or
 not signed as signed_commits asks), 70 failed, 71 unhealthy (rolled back),
 124 timeout, 78 frozen (git pull judged the head, deployed nothing); 64 bad
 request, 69 not found, 75 busy (try again), 77 unauthorized (sent by pgod);
-2 usage error; 255 connection, host key or authentication failure.
+2 usage error; 255 connection, host key or authentication failure. With
+several hosts: the highest of the hosts' statuses, so 0 only when all gave
+0, and a last line on stderr names the hosts that failed.
 `
 
 // ctlClient is one pgoctl run; its fields are the outside world, so tests can supply their own.

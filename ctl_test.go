@@ -71,7 +71,8 @@ func TestCtlUsage(t *testing.T) {
 	if status != 0 {
 		t.Errorf("-h: status %d", status)
 	}
-	for _, want := range []string{"-i KEYFILE", "-p PORT", "--known-hosts FILE", "-h, --help", "PGOCTL_ID", "PGOCTL_HOSTKEY", "HOST:NAME//OP"} {
+	for _, want := range []string{"-i KEYFILE", "-p PORT", "--known-hosts FILE", "-h, --help", "PGOCTL_ID", "PGOCTL_HOSTKEY", "HOSTS:NAME//OP",
+		"--config FILE", "PGOCTL_CONFIG", "--parallel N", "--connect-timeout D", "[[groups]]", "@prod:web//"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("usage lacks %q", want)
 		}
