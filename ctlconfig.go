@@ -273,23 +273,23 @@ func (cfg *ctlConfig) checkMembers(c *configChecker) {
 
 // Marks of findCycles' depth-first walk.
 const (
-	onPath  = 1
-	visited = 2
+	groupOnPath  = 1
+	groupVisited = 2
 )
 
-// findCycles walks the groups name reaches and reports each cycle once, at
+// findCycles walks the groups name reaches and reports each cycle it finds, at
 // the group it starts and ends with; path holds the groups on the way to name.
 func (cfg *ctlConfig) findCycles(c *configChecker, name string, visits map[string]int, path []string) {
 	if visits[name] != 0 {
 		return
 	}
-	visits[name] = onPath
+	visits[name] = groupOnPath
 	path = append(path, name)
 	for _, m := range cfg.groups[name].members {
 		sub, ok := strings.CutPrefix(m.word, "@")
 		switch {
 		case !ok || cfg.groups[sub] == nil:
-		case visits[sub] == onPath:
+		case visits[sub] == groupOnPath:
 			cycle := append(slices.Clone(path[slices.Index(path, sub):]), sub)
 			g := cfg.groups[sub]
 			c.errorf(g.line, fmt.Sprintf("group %q", g.name), "hosts: groups name each other in a cycle: @%s",
@@ -298,7 +298,7 @@ func (cfg *ctlConfig) findCycles(c *configChecker, name string, visits map[strin
 			cfg.findCycles(c, sub, visits, path)
 		}
 	}
-	visits[name] = visited
+	visits[name] = groupVisited
 }
 
 // sortedGroups lists the groups in file order.
