@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -318,4 +321,63 @@ func freeLoopbackAddr(t *testing.T) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	return addr
+}
+
+// TestCtlFanOutLogsFollow: logs -f streams from every host at once, each line
+// prefixed as it comes, and a last line without its newline gets one.
+func TestCtlFanOutLogsFollow(t *testing.T) {
+	dir := t.TempDir()
+	key, keyFile, _ := newKeyFile(t, dir, "id")
+	release := filepath.Join(dir, "release")
+	var addrs []string
+	for range 2 {
+		svc := newFakeService("shop", key.PublicKey())
+		svc.composeScripts["logs"] = `echo "first $*"; while [ ! -e ` + release + ` ]; do sleep 0.05; done; printf 'last, no newline'`
+		addrs = append(addrs, startSSH(t, newFakeCtl(svc), nil).addr)
+	}
+	config := writeFile(t, dir, "pgoctl.toml", fmt.Sprintf("[[hosts]]\nname = \"web1\"\naddress = %q\n[[hosts]]\nname = \"web2\"\naddress = %q\n", addrs[0], addrs[1]))
+
+	pr, pw := io.Pipe()
+	lines := make(chan string, 10)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	errOut := &syncBuffer{}
+	c := &ctlClient{stdout: pw, stderr: errOut, home: dir, getenv: func(string) string { return "" }}
+	status := make(chan int, 1)
+	go func() {
+		status <- c.run([]string{"-i", keyFile, "--config", config, "--known-hosts", filepath.Join(dir, "known_hosts"), "web1,web2:shop//logs", "-f", "app"})
+		pw.Close()
+	}()
+
+	// Both hosts' first lines arrive while the ops still run.
+	seen := map[string]bool{}
+	deadline := time.After(10 * time.Second)
+	for len(seen) < 2 {
+		select {
+		case l := <-lines:
+			seen[l] = true
+		case <-deadline:
+			t.Fatalf("first lines of logs -f did not arrive while it ran: %v; stderr %q", seen, errOut.String())
+		}
+	}
+	if !seen["web1: first logs --follow -- app"] || !seen["web2: first logs --follow -- app"] {
+		t.Errorf("first lines %v", seen)
+	}
+	os.WriteFile(release, nil, 0o600)
+	var rest []string
+	for l := range lines {
+		rest = append(rest, l)
+	}
+	slices.Sort(rest)
+	if want := []string{"web1: last, no newline", "web2: last, no newline"}; !slices.Equal(rest, want) {
+		t.Errorf("last lines %q, want %q", rest, want)
+	}
+	if s := <-status; s != 0 {
+		t.Errorf("status %d; stderr %q", s, errOut.String())
+	}
 }
