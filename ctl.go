@@ -154,8 +154,10 @@ func (c *ctlClient) run(args []string) int {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	return c.fanOut(targets, opts.parallel, sigs, func(hc *ctlClient, t ctlTarget) int {
+		hostKeys := *hk // the same file and lock, the notices prefixed
+		hostKeys.notice = hc.stderr
 		own := dial
-		own.hostKeys = &hostKeys{file: hk.file, notice: hc.stderr, fileLock: hk.fileLock, pinned: hk.pinned}
+		own.hostKeys = &hostKeys
 		return hc.session(own, t.addr, command)
 	})
 }
@@ -180,7 +182,7 @@ func (c *ctlClient) parseFlags(args []string) (opts *ctlOptions, status int, ok 
 		return nil, exitUsage, false
 	}
 	if fs.NArg() == 0 {
-		fmt.Fprintf(c.stderr, "pgoctl: missing HOST:NAME//OP\n%s", ctlUsage)
+		fmt.Fprintf(c.stderr, "pgoctl: missing HOSTS:NAME//OP\n%s", ctlUsage)
 		return nil, exitUsage, false
 	}
 	if n, err := strconv.Atoi(opts.port); err != nil || n < 1 || n > 65535 {
@@ -221,11 +223,11 @@ func (c *ctlClient) loadConfig(flagValue string) (*ctlConfig, error) {
 func parseTarget(target string, args []string) (hosts []string, command string, err error) {
 	left, op, ok := strings.Cut(target, "//")
 	if !ok {
-		return nil, "", fmt.Errorf("%q is not HOST:NAME//OP", target)
+		return nil, "", fmt.Errorf("%q is not HOSTS:NAME//OP", target)
 	}
 	i := strings.LastIndex(left, ":")
 	if i <= 0 || i == len(left)-1 {
-		return nil, "", fmt.Errorf("%q is not HOST:NAME//OP", target)
+		return nil, "", fmt.Errorf("%q is not HOSTS:NAME//OP", target)
 	}
 	for _, host := range strings.Split(left[:i], ",") {
 		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]") // [::1]
