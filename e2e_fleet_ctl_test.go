@@ -55,27 +55,9 @@ func TestE2EFanOut(t *testing.T) {
 	os.WriteFile(config, []byte(cfg.String()), 0o600)
 	known := filepath.Join(dir, "known_hosts")
 
-	// fan runs pgoctl with a deadline: a fan-out must end by itself.
 	fan := func(target string, args ...string) (string, string, int) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		full := append([]string{"ctl", "-i", operator, "--config", config, "--known-hosts", known, "--connect-timeout", "3s", target}, args...)
-		cmd := exec.CommandContext(ctx, pgoBinary(t), full...)
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		if ctx.Err() != nil {
-			t.Fatalf("pgoctl %s did not end within 60s; stdout:\n%s\nstderr:\n%s", target, stdout.String(), stderr.String())
-		}
-		var exit *exec.ExitError
-		switch {
-		case errors.As(err, &exit):
-			return stdout.String(), stderr.String(), exit.ExitCode()
-		case err != nil:
-			t.Fatalf("pgoctl: %v", err)
-		}
-		return stdout.String(), stderr.String(), 0
+		return fanOutCtl(t, operator, config, known, target, args...)
 	}
 	// rowOf finds host's status row of service in out.
 	rowOf := func(out, host, service string) string {
@@ -166,4 +148,28 @@ func TestE2EFanOut(t *testing.T) {
 			t.Errorf("web3 down: stderr lacks %q:\n%s", want, errOut)
 		}
 	}
+}
+
+// fanOutCtl runs pgoctl with key, the client config and known_hosts, a
+// connect timeout of 3s and a deadline: a fan-out must end by itself.
+func fanOutCtl(t *testing.T, key, config, known, target string, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	full := append([]string{"ctl", "-i", key, "--config", config, "--known-hosts", known, "--connect-timeout", "3s", target}, args...)
+	cmd := exec.CommandContext(ctx, pgoBinary(t), full...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("pgoctl %s did not end within 60s; stdout:\n%s\nstderr:\n%s", target, stdout.String(), stderr.String())
+	}
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		return stdout.String(), stderr.String(), exit.ExitCode()
+	case err != nil:
+		t.Fatalf("pgoctl: %v", err)
+	}
+	return stdout.String(), stderr.String(), 0
 }

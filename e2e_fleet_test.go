@@ -31,8 +31,14 @@ func TestE2EFleetConfigRepo(t *testing.T) {
 
 	configs := newUpstream(t)
 	first := configs.commit(t, map[string]string{"pgo.toml": svcA + svcB})
+	operator := newKey(t, openTempDir(t), "operator")
+	operators := filepath.Join(openTempDir(t), "operators")
+	os.Mkdir(operators, 0o755)
+	if err := os.WriteFile(filepath.Join(operators, "oncall.pub"), []byte(readFile(t, operator+".pub")), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	flags := func(host string) []string {
-		return []string{"--config-repo", configs.bare, "--config-interval", "1s", "--name", host}
+		return []string{"--config-repo", configs.bare, "--config-interval", "1s", "--name", host, "--operators", operators}
 	}
 	// pgod is not to read -c when it follows a repository: the file names
 	// every service for every host, so reading it would show below.
@@ -61,6 +67,28 @@ func TestE2EFleetConfigRepo(t *testing.T) {
 	out, _, code := web1.ctl(t, team, a+"//status")
 	if code != 0 || !strings.Contains(out, "config:") || !strings.Contains(out, second) {
 		t.Errorf("status on web1: exit %d, want it to name config commit %s:\n%s", code, second, out)
+	}
+
+	// The fleet at once, by group: each host lists its own services and the
+	// config commit it runs.
+	client := openTempDir(t)
+	clientConfig := filepath.Join(client, "pgoctl.toml")
+	os.WriteFile(clientConfig, []byte(fmt.Sprintf("[[hosts]]\nname = \"web1\"\naddress = %q\n[[hosts]]\nname = \"web2\"\naddress = %q\n"+
+		"[[groups]]\nname = \"fleet\"\nhosts = [ \"web1\", \"web2\" ]\n", web1.sshAddr, web2.sshAddr)), 0o600)
+	out, errOut, code := fanOutCtl(t, operator, clientConfig, filepath.Join(client, "known_hosts"), "@fleet:*//status")
+	if code != 0 {
+		t.Fatalf("@fleet:*//status: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{"web1: " + a + " ", "web2: " + b + " ", "web2: " + c + " ",
+		"web1: config commit " + second, "web2: config commit " + second} {
+		if !strings.Contains(out, want) {
+			t.Errorf("@fleet:*//status lacks %q:\n%s", want, out)
+		}
+	}
+	for _, unwanted := range []string{"web1: " + b, "web1: " + c, "web2: " + a} {
+		if strings.Contains(out, unwanted) {
+			t.Errorf("@fleet:*//status shows %q, which that host does not run:\n%s", unwanted, out)
+		}
 	}
 
 	// An invalid commit changes nothing on either host.
