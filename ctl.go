@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -43,7 +44,8 @@ Flags:
                         $PGOCTL_CONFIG, else ~/.config/pgo/pgoctl.toml, which
                         may be missing)
     --parallel N        hosts at once (default 8; 1 goes host by host, in order)
-    --connect-timeout D connecting and the SSH handshake, per host (default 10s)
+    --connect-timeout D connecting and the SSH handshake, per host, and how long
+                        a keepalive may go unanswered later (default 10s)
     -h, --help          print this text
 
 Client config (TOML):
@@ -391,7 +393,55 @@ func (c *ctlClient) session(d ctlDial, addr, command string) int {
 	}
 	stop := c.forwardSignals(sess, client)
 	defer stop()
-	return c.exitStatus(sess.Wait())
+	lost, stopKeepAlive := keepAlive(client, d.timeout)
+	err = sess.Wait()
+	stopKeepAlive()
+	if lost() {
+		fmt.Fprintf(c.stderr, "pgoctl: %s: no answer to a keepalive within %s; gave the connection up (host or network down?)\n", addr, d.timeout)
+		return exitSSH
+	}
+	return c.exitStatus(err)
+}
+
+// keepAlive asks the host for an answer every interval, and closes client
+// when one does not come within the next interval: a host that goes away
+// in the middle of an op (logs -f) ends pgoctl, instead of holding it, and
+// a fan-out's other hosts with it, until TCP gives up. lost reports whether
+// it did.
+func keepAlive(client *ssh.Client, interval time.Duration) (lost func() bool, stop func()) {
+	var gone atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			answered := make(chan error, 1)
+			go func() {
+				// pgod refuses requests it does not know; a refusal is an answer.
+				_, _, err := client.SendRequest("keepalive@openssh.com", true, nil)
+				answered <- err
+			}()
+			select {
+			case <-done:
+				return
+			case err := <-answered:
+				if err != nil {
+					return // the connection is closed already
+				}
+			case <-time.After(interval):
+				gone.Store(true)
+				client.Close()
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return gone.Load, func() { once.Do(func() { close(done) }) }
 }
 
 // wantsStdin tells whether the command is an exec -i (which gets our stdin)

@@ -381,3 +381,86 @@ func TestCtlFanOutLogsFollow(t *testing.T) {
 		t.Errorf("status %d; stderr %q", s, errOut.String())
 	}
 }
+
+// freezingProxy forwards TCP to target until freeze, after which it drops
+// every byte both ways, as a host whose network went away; it returns its
+// address and freeze.
+func freezingProxy(t *testing.T, target string) (addr string, freeze func()) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var frozen atomic.Bool
+	pipe := func(dst, src net.Conn) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if err != nil {
+				dst.Close()
+				return
+			}
+			if !frozen.Load() {
+				dst.Write(buf[:n])
+			}
+		}
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			t.Cleanup(func() { c.Close(); up.Close() })
+			go pipe(up, c)
+			go pipe(c, up)
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return ln.Addr().String(), func() { frozen.Store(true) }
+}
+
+// TestCtlKeepAliveGivesUpAGoneHost: a host that stops answering while
+// logs -f runs is given up once a keepalive goes unanswered, with 255, and
+// a fan-out's other host finishes.
+func TestCtlKeepAliveGivesUpAGoneHost(t *testing.T) {
+	dir := t.TempDir()
+	key, keyFile, _ := newKeyFile(t, dir, "id")
+	release := filepath.Join(dir, "release")
+	var addrs []string
+	for range 2 {
+		svc := newFakeService("shop", key.PublicKey())
+		svc.composeScripts["logs"] = `echo first; while [ ! -e ` + release + ` ]; do sleep 0.05; done; echo last`
+		addrs = append(addrs, startSSH(t, newFakeCtl(svc), nil).addr)
+	}
+	gone, freeze := freezingProxy(t, addrs[1])
+	config := writeFile(t, dir, "pgoctl.toml", fmt.Sprintf("[[hosts]]\nname = \"web1\"\naddress = %q\n[[hosts]]\nname = \"web2\"\naddress = %q\n", addrs[0], gone))
+
+	out, errOut := &syncBuffer{}, &syncBuffer{}
+	c := &ctlClient{stdout: out, stderr: errOut, home: dir, getenv: func(string) string { return "" }}
+	status := make(chan int, 1)
+	go func() {
+		status <- c.run([]string{"-i", keyFile, "--config", config, "--known-hosts", filepath.Join(dir, "known_hosts"),
+			"--connect-timeout", "500ms", "web1,web2:shop//logs", "-f"})
+	}()
+	waitLong(t, "both hosts' first lines", 10*time.Second, func() bool {
+		return strings.Contains(out.String(), "web1: first\n") && strings.Contains(out.String(), "web2: first\n")
+	})
+	freeze()
+	waitLong(t, "web2 to be given up", 10*time.Second, func() bool {
+		return strings.Contains(errOut.String(), "web2: pgoctl: "+gone+": no answer to a keepalive within 500ms")
+	})
+	os.WriteFile(release, nil, 0o600)
+	select {
+	case s := <-status:
+		if s != exitSSH || !strings.Contains(out.String(), "web1: last\n") || strings.Contains(out.String(), "web2: last") {
+			t.Errorf("status %d, stdout:\n%s\nstderr:\n%s", s, out.String(), errOut.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("pgoctl did not end; stderr:\n%s", errOut.String())
+	}
+}
