@@ -94,13 +94,9 @@ func loadConfig(path string) (*Config, error) {
 // parseConfig parses and validates the contents of a pgo.toml; path is for
 // error messages. All errors are reported, in file order, joined.
 func parseConfig(path string, data []byte) (*Config, error) {
-	root, err := parseTOML(data)
+	root, err := parseTOMLFile(path, data)
 	if err != nil {
-		var te *tomlError
-		if errors.As(err, &te) {
-			return nil, fmt.Errorf("%s:%d: %w", path, te.Line, err)
-		}
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
 	}
 	c := &configChecker{path: path}
 	cfg := &Config{Path: path}
@@ -151,6 +147,20 @@ func (cfg *Config) keepHost(host string) {
 		}
 	}
 	cfg.Services = here
+}
+
+// parseTOMLFile parses data, the contents of path; an error names the path
+// and, where it has one, the line.
+func parseTOMLFile(path string, data []byte) (*tomlTable, error) {
+	root, err := parseTOML(data)
+	if err != nil {
+		var te *tomlError
+		if errors.As(err, &te) {
+			return nil, fmt.Errorf("%s:%d: %w", path, te.Line, err)
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return root, nil
 }
 
 // configError is one problem in pgo.toml, with the file, line and service it concerns.

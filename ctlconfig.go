@@ -82,13 +82,9 @@ func loadCtlConfig(path string, required bool) (*ctlConfig, error) {
 // parseCtlConfig parses and checks a pgoctl.toml; path is for messages.
 // Every problem is reported, in file order, each with its line.
 func parseCtlConfig(path string, data []byte) (*ctlConfig, error) {
-	root, err := parseTOML(data)
+	root, err := parseTOMLFile(path, data)
 	if err != nil {
-		var te *tomlError
-		if errors.As(err, &te) {
-			return nil, fmt.Errorf("%s:%d: %w", path, te.Line, err)
-		}
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
 	}
 	c := &configChecker{path: path}
 	cfg := &ctlConfig{path: path, hosts: map[string]*ctlHost{}, groups: map[string]*ctlGroup{}}
