@@ -17,8 +17,14 @@ import (
 // Config is a parsed and validated pgo.toml.
 type Config struct {
 	Path     string            // file it was read from, for error messages
-	Services []*Service        // in file order
+	Services []*Service        // in file order; after keepHost only this host's
 	Notify   []*NotifyEndpoint // [[notify]]: endpoints that get every service's events, and pgod's own
+
+	// Elsewhere are the services keepHost took out: their hosts lists name
+	// other hosts. Their names stay reserved on this engine too.
+	Elsewhere []*Service
+
+	data []byte // the file as read, for the config repository to keep
 }
 
 // Service is one [[services]] table of pgo.toml.
@@ -42,6 +48,7 @@ type Service struct {
 	UpdateImages  bool              // pull every poll and redeploy services whose image moved
 	SignedCommits bool              // deploy only commits signed by a key of ssh/ of the deployed commit
 	Signers       []string          // authorized_keys lines that may sign the first deploy
+	Hosts         []string          // the hosts that run it; empty means every host the config is used on
 	Swarm         bool              // deploy with docker stack deploy on the swarm this host manages (swarm.go)
 	Placement     []string          // placement constraints added to every swarm service's, as "node.labels.team==shop"
 
@@ -52,7 +59,7 @@ type Service struct {
 var serviceKeys = []string{
 	"name", "user", "repository", "branch", "registries", "compose", "env", "urls",
 	"networks", "import", "reload", "mount", "ports", "webhook_secret", "notify",
-	"health_timeout", "update_images", "signed_commits", "signers", "swarm", "placement",
+	"health_timeout", "update_images", "signed_commits", "signers", "hosts", "swarm", "placement",
 }
 
 // topKeys are the keys pgo.toml may have at its top level.
@@ -89,13 +96,9 @@ func loadConfig(path string) (*Config, error) {
 // parseConfig parses and validates the contents of a pgo.toml; path is for
 // error messages. All errors are reported, in file order, joined.
 func parseConfig(path string, data []byte) (*Config, error) {
-	root, err := parseTOML(data)
+	root, err := parseTOMLFile(path, data)
 	if err != nil {
-		var te *tomlError
-		if errors.As(err, &te) {
-			return nil, fmt.Errorf("%s:%d: %w", path, te.Line, err)
-		}
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
 	}
 	c := &configChecker{path: path}
 	cfg := &Config{Path: path}
@@ -116,6 +119,50 @@ func parseConfig(path string, data []byte) (*Config, error) {
 		return nil, c.err()
 	}
 	return cfg, nil
+}
+
+// runsOn reports whether host runs the service: it is named in hosts, by
+// its whole name or by its first label ("web1" for web1.example.org), case
+// aside; a service without hosts runs everywhere.
+func (s *Service) runsOn(host string) bool {
+	if len(s.Hosts) == 0 {
+		return true
+	}
+	short, _, _ := strings.Cut(host, ".")
+	for _, h := range s.Hosts {
+		if strings.EqualFold(h, host) || strings.EqualFold(h, short) {
+			return true
+		}
+	}
+	return false
+}
+
+// keepHost leaves in Services only what host runs, and moves the rest to
+// Elsewhere.
+func (cfg *Config) keepHost(host string) {
+	var here []*Service
+	for _, s := range cfg.Services {
+		if s.runsOn(host) {
+			here = append(here, s)
+		} else {
+			cfg.Elsewhere = append(cfg.Elsewhere, s)
+		}
+	}
+	cfg.Services = here
+}
+
+// parseTOMLFile parses data, the contents of path; an error names the path
+// and, where it has one, the line.
+func parseTOMLFile(path string, data []byte) (*tomlTable, error) {
+	root, err := parseTOML(data)
+	if err != nil {
+		var te *tomlError
+		if errors.As(err, &te) {
+			return nil, fmt.Errorf("%s:%d: %w", path, te.Line, err)
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return root, nil
 }
 
 // configError is one problem in pgo.toml, with the file, line and service it concerns.
@@ -343,6 +390,16 @@ func (sc *serviceChecker) key(s *Service, key string, v *tomlValue) {
 			}
 			return ""
 		})
+	case "hosts":
+		s.Hosts = sc.strList(key, v, func(e string) string {
+			if !hostNameRE.MatchString(e) || strings.HasPrefix(e, "*") {
+				return fmt.Sprintf("%q is not a host name", e)
+			}
+			return ""
+		})
+		if v.Kind == tomlKindArray && len(v.Array) == 0 {
+			sc.errorf(v.Line, "hosts is empty, so no host would run the service: name its hosts, or remove the key to run it on every host")
+		}
 	default:
 		sc.errorf(v.Line, "%s", unknownKey(key, v.Line, serviceKeys))
 	}

@@ -105,6 +105,7 @@ type serviceStatus struct {
 	ReloadErr  string      // last Caddy reload failure
 	Frozen     *freezeMark // set while the service does not follow its branch
 	Waiting    waiting     // frozen: the upstream head as judged, waiting for unfreeze
+	Config     string      // the config repository's commit that runs; "" for a config file
 }
 
 // freezeMark says who froze a service, when, why and where.

@@ -11,18 +11,27 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 )
 
-const ctlUsage = `Usage: pgoctl [-i KEYFILE] [-p PORT] [--known-hosts FILE] HOST:NAME//OP [ARGS...]
+const ctlUsage = `Usage: pgoctl [-i KEYFILE] [-p PORT] [--known-hosts FILE] [--config FILE]
+              [--parallel N] [--connect-timeout D] HOSTS:NAME//OP [ARGS...]
 
-Runs OP on the pgo service NAME through pgod's SSH server on HOST, e.g.
+Runs OP on the pgo service NAME through pgod's SSH server on each of HOSTS:
+one host, or a comma-separated list of hosts and @groups, e.g.
     pgoctl -i ~/.ssh/id_web prod1:web//logs -f --tail 20 app
     pgoctl prod1:web//exec -it app sh
     pgoctl prod1:'*//status'        every service, with an operator key
+    pgoctl web1,web2:web//status    several hosts at once
+    pgoctl @prod:web//git pull      the hosts of group prod
+With several hosts (a list or a group) each output line starts with its
+host's name ("web1: "), up to N hosts run at once, exec -i/-t is refused,
+and a host that cannot be reached is reported without holding up the rest.
 
 Flags:
     -i KEYFILE          private key file (default: $PGOCTL_ID, else the first of
@@ -31,13 +40,31 @@ Flags:
     --known-hosts FILE  OpenSSH known_hosts file with pgod host keys
                         (default ~/.config/pgo/known_hosts); a host not in it
                         is trusted on first use and added, a changed key refused
+    --config FILE       client config with hosts and groups (default
+                        $PGOCTL_CONFIG, else ~/.config/pgo/pgoctl.toml, which
+                        may be missing)
+    --parallel N        hosts at once (default 8; 1 goes host by host, in order)
+    --connect-timeout D connecting and the SSH handshake, per host, and how long
+                        a keepalive may go unanswered later (default 10s)
     -h, --help          print this text
+
+Client config (TOML):
+    [[hosts]]
+    name = "web1"
+    address = "10.0.0.11"    # host or host:port; default: the name, port -p
+    [[groups]]
+    name = "prod"
+    hosts = ["web1", "web2", "@staging"]   # host names and other @groups
+A host named on the command line that has a [[hosts]] entry is reached at
+its address.
 
 Environment:
     PGOCTL_ID       the private key itself (its PEM text, not a file name), for CI
     PGOCTL_HOSTKEY  pin pgod's host key instead of using known_hosts: an
                     authorized_keys line ("ssh-ed25519 AAAA...") or a fingerprint
-                    ("SHA256:..."), several on separate lines during a key change
+                    ("SHA256:..."), several on separate lines during a key change;
+                    one host only (several hosts: their keys in --known-hosts)
+    PGOCTL_CONFIG   the client config, when --config is not given
 
 Ops: up, down, stop, start, restart, ps, pull, logs, exec, check (alias load),
 git pull, git hash, status, history [N], diff, freeze [REASON], unfreeze,
@@ -50,7 +77,9 @@ rollback) 0 only when what runs is healthy, 65 rejected by the policy (or
 not signed as signed_commits asks), 70 failed, 71 unhealthy (rolled back),
 124 timeout, 78 frozen (git pull judged the head, deployed nothing); 64 bad
 request, 69 not found, 75 busy (try again), 77 unauthorized (sent by pgod);
-2 usage error; 255 connection, host key or authentication failure.
+2 usage error; 255 connection, host key or authentication failure. With
+several hosts: the highest of the hosts' statuses, so 0 only when all gave
+0, and a last line on stderr names the hosts that failed.
 `
 
 // ctlClient is one pgoctl run; its fields are the outside world, so tests can supply their own.
@@ -59,6 +88,8 @@ type ctlClient struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	home           string
+
+	fanned bool // one host's client in a fan-out: its output is prefixed by the host's name
 }
 
 // runCtl is pgoctl: it runs one op on a service over SSH and returns its exit status.
@@ -74,66 +105,147 @@ const (
 	exitSSH   = 255 // as ssh(1)
 )
 
+// ctlOptions are pgoctl's flags and arguments.
+type ctlOptions struct {
+	keyFile, port, knownHosts, config string
+	parallel                          int
+	connectTimeout                    time.Duration
+	target                            string
+	args                              []string
+}
+
 func (c *ctlClient) run(args []string) int {
+	opts, status, ok := c.parseFlags(args)
+	if !ok {
+		return status
+	}
+	words, command, err := parseTarget(opts.target, opts.args)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "pgoctl: %v\n", err)
+		return exitUsage
+	}
+	cfg, err := c.loadConfig(opts.config)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "pgoctl: %v\n", err)
+		return exitUsage
+	}
+	targets, err := cfg.resolve(words, opts.port)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "pgoctl: %v\n", err)
+		return exitUsage
+	}
+	pinned := strings.TrimSpace(c.getenv("PGOCTL_HOSTKEY"))
+	fanOut := len(words) > 1 || strings.HasPrefix(words[0], "@")
+	if fanOut {
+		if err := fanOutProblem(command, pinned, len(targets)); err != nil {
+			fmt.Fprintf(c.stderr, "pgoctl: %v\n", err)
+			return exitUsage
+		}
+	}
+	signer, err := c.signer(opts.keyFile)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "pgoctl: %v\n", err)
+		return exitUsage
+	}
+	hk := &hostKeys{file: opts.knownHosts, pinned: pinned, notice: c.stderr, fileLock: &sync.Mutex{}}
+	dial := ctlDial{signer: signer, hostKeys: hk, timeout: opts.connectTimeout}
+	if !fanOut {
+		return c.session(dial, targets[0].addr, command)
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	return c.fanOut(targets, opts.parallel, sigs, func(hc *ctlClient, t ctlTarget) int {
+		hostKeys := *hk // the same file and lock, the notices prefixed
+		hostKeys.notice = hc.stderr
+		own := dial
+		own.hostKeys = &hostKeys
+		return hc.session(own, t.addr, command)
+	})
+}
+
+// parseFlags parses the command line; when it is not ok, pgoctl exits with status.
+func (c *ctlClient) parseFlags(args []string) (opts *ctlOptions, status int, ok bool) {
+	opts = &ctlOptions{}
 	fs := flag.NewFlagSet("pgoctl", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	keyFile := fs.String("i", "", "")
-	port := fs.String("p", "2222", "")
-	knownHosts := fs.String("known-hosts", "", "")
+	fs.StringVar(&opts.keyFile, "i", "", "")
+	fs.StringVar(&opts.port, "p", "2222", "")
+	fs.StringVar(&opts.knownHosts, "known-hosts", "", "")
+	fs.StringVar(&opts.config, "config", "", "")
+	fs.IntVar(&opts.parallel, "parallel", 8, "")
+	fs.DurationVar(&opts.connectTimeout, "connect-timeout", 10*time.Second, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(c.stdout, ctlUsage)
-			return 0
+			return nil, 0, false
 		}
 		fmt.Fprintf(c.stderr, "pgoctl: %v\n%s", err, ctlUsage)
-		return exitUsage
+		return nil, exitUsage, false
 	}
 	if fs.NArg() == 0 {
-		fmt.Fprintf(c.stderr, "pgoctl: missing HOST:NAME//OP\n%s", ctlUsage)
-		return exitUsage
+		fmt.Fprintf(c.stderr, "pgoctl: missing HOSTS:NAME//OP\n%s", ctlUsage)
+		return nil, exitUsage, false
 	}
-	if n, err := strconv.Atoi(*port); err != nil || n < 1 || n > 65535 {
-		fmt.Fprintf(c.stderr, "pgoctl: -p %q is not a port number\n", *port)
-		return exitUsage
+	if n, err := strconv.Atoi(opts.port); err != nil || n < 1 || n > 65535 {
+		fmt.Fprintf(c.stderr, "pgoctl: -p %q is not a port number\n", opts.port)
+		return nil, exitUsage, false
 	}
-	host, command, err := parseTarget(fs.Arg(0), fs.Args()[1:])
-	if err != nil {
-		fmt.Fprintf(c.stderr, "pgoctl: %v\n", err)
-		return exitUsage
+	if opts.parallel < 1 {
+		fmt.Fprintf(c.stderr, "pgoctl: --parallel %d: give at least 1 (hosts run at once)\n", opts.parallel)
+		return nil, exitUsage, false
 	}
-	signer, err := c.signer(*keyFile)
-	if err != nil {
-		fmt.Fprintf(c.stderr, "pgoctl: %v\n", err)
-		return exitUsage
+	if opts.connectTimeout <= 0 {
+		fmt.Fprintf(c.stderr, "pgoctl: --connect-timeout %s: give a positive duration, as in 10s\n", opts.connectTimeout)
+		return nil, exitUsage, false
 	}
-	if *knownHosts == "" {
-		*knownHosts = defaultKnownHosts(c.home)
+	if opts.knownHosts == "" {
+		opts.knownHosts = defaultKnownHosts(c.home)
 	}
-	hk := &hostKeys{file: *knownHosts, pinned: strings.TrimSpace(c.getenv("PGOCTL_HOSTKEY")), notice: c.stderr}
-	return c.session(net.JoinHostPort(host, *port), signer, hk, command)
+	opts.target, opts.args = fs.Arg(0), fs.Args()[1:]
+	return opts, 0, true
 }
 
-// parseTarget splits "HOST:NAME//OP words" and appends the remaining
-// arguments, quoted, so that the server splits them back as they were.
-func parseTarget(target string, args []string) (host, command string, err error) {
+// loadConfig reads the client config: --config, else $PGOCTL_CONFIG, else
+// ~/.config/pgo/pgoctl.toml, which alone may be missing.
+func (c *ctlClient) loadConfig(flagValue string) (*ctlConfig, error) {
+	path, required := flagValue, true
+	if path == "" {
+		path = c.getenv("PGOCTL_CONFIG")
+	}
+	if path == "" {
+		path, required = defaultCtlConfig(c.home), false
+	}
+	return loadCtlConfig(path, required)
+}
+
+// parseTarget splits "HOSTS:NAME//OP words", HOSTS being a comma-separated
+// list of host names and @groups, and appends the remaining arguments,
+// quoted, so that the server splits them back as they were.
+func parseTarget(target string, args []string) (hosts []string, command string, err error) {
 	left, op, ok := strings.Cut(target, "//")
 	if !ok {
-		return "", "", fmt.Errorf("%q is not HOST:NAME//OP", target)
+		return nil, "", fmt.Errorf("%q is not HOSTS:NAME//OP", target)
 	}
 	i := strings.LastIndex(left, ":")
 	if i <= 0 || i == len(left)-1 {
-		return "", "", fmt.Errorf("%q is not HOST:NAME//OP", target)
+		return nil, "", fmt.Errorf("%q is not HOSTS:NAME//OP", target)
 	}
-	host, name := left[:i], left[i+1:]
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]") // [::1]
+	for _, host := range strings.Split(left[:i], ",") {
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]") // [::1]
+		if host == "" || host == "@" {
+			return nil, "", fmt.Errorf("%q: an empty host name in %q (write hosts as web1,web2 or @group)", target, left[:i])
+		}
+		hosts = append(hosts, host)
+	}
 	if strings.TrimSpace(op) == "" {
-		return "", "", fmt.Errorf("%q names no op", target)
+		return nil, "", fmt.Errorf("%q names no op", target)
 	}
-	command = name + "//" + op
+	command = left[i+1:] + "//" + op
 	for _, a := range args {
 		command += " " + shellQuote(a)
 	}
-	return host, command, nil
+	return hosts, command, nil
 }
 
 // signer loads the private key: -i, else PGOCTL_ID, else the usual files in ~/.ssh.
@@ -189,27 +301,58 @@ func isPublicKey(data []byte) bool {
 	return err == nil
 }
 
-// session connects, runs command and returns the remote exit status.
-func (c *ctlClient) session(addr string, signer ssh.Signer, hk *hostKeys, command string) int {
-	callback, err := hk.callback()
+// ctlDial is how pgoctl reaches a host: the key it logs in with, how the
+// host's key is checked and how long connecting may take.
+type ctlDial struct {
+	signer   ssh.Signer
+	hostKeys *hostKeys
+	timeout  time.Duration // for the TCP connection and the SSH handshake together
+}
+
+// connect dials addr and completes the SSH handshake within d.timeout: a
+// host that accepts the connection and then says nothing must not hang pgoctl.
+func (d ctlDial) connect(addr string, cfg *ssh.ClientConfig) (*ssh.Client, error) {
+	deadline := time.Now().Add(d.timeout)
+	conn, err := net.DialTimeout("tcp", addr, d.timeout)
+	if err != nil {
+		return nil, err
+	}
+	_ = conn.SetDeadline(deadline)
+	cc, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
+	if err != nil {
+		conn.Close()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, fmt.Errorf("no SSH handshake within %s (is pgod listening there?)", d.timeout)
+		}
+		return nil, err
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return ssh.NewClient(cc, chans, reqs), nil
+}
+
+// session connects to addr, runs command and returns the remote exit status.
+func (c *ctlClient) session(d ctlDial, addr, command string) int {
+	callback, err := d.hostKeys.callback()
 	if err != nil {
 		fmt.Fprintf(c.stderr, "pgoctl: %v\n", err)
 		return exitUsage
 	}
 	cfg := &ssh.ClientConfig{
 		User:            "pgo", // pgod ignores it; only the key counts
-		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(d.signer)},
 		HostKeyCallback: callback,
-		Timeout:         10 * time.Second,
 	}
-	client, err := ssh.Dial("tcp", addr, cfg)
+	client, err := d.connect(addr, cfg)
 	switch {
 	case errors.Is(err, errHostKey):
 		return exitSSH // already explained
 	case err != nil && strings.Contains(err.Error(), "unable to authenticate"):
 		fmt.Fprintf(c.stderr, "pgoctl: %s refused key %s: no service there lists it in its ssh/ directory "+
 			"for this address and time (or that commit is not deployed yet; pgod logs the lines it skipped)\n",
-			addr, ssh.FingerprintSHA256(signer.PublicKey()))
+			addr, ssh.FingerprintSHA256(d.signer.PublicKey()))
+		return exitSSH
+	case err != nil && c.fanned:
+		fmt.Fprintf(c.stderr, "cannot connect: %s: %v\n", addr, err)
 		return exitSSH
 	case err != nil:
 		fmt.Fprintf(c.stderr, "pgoctl: %s: %v\n", addr, err)
@@ -250,7 +393,55 @@ func (c *ctlClient) session(addr string, signer ssh.Signer, hk *hostKeys, comman
 	}
 	stop := c.forwardSignals(sess, client)
 	defer stop()
-	return c.exitStatus(sess.Wait())
+	lost, stopKeepAlive := keepAlive(client, d.timeout)
+	err = sess.Wait()
+	stopKeepAlive()
+	if lost() {
+		fmt.Fprintf(c.stderr, "pgoctl: %s: no answer to a keepalive within %s; gave the connection up (host or network down?)\n", addr, d.timeout)
+		return exitSSH
+	}
+	return c.exitStatus(err)
+}
+
+// keepAlive asks the host for an answer every interval, and closes client
+// when one does not come within the next interval: a host that goes away
+// in the middle of an op (logs -f) ends pgoctl, instead of holding it, and
+// a fan-out's other hosts with it, until TCP gives up. lost reports whether
+// it did.
+func keepAlive(client *ssh.Client, interval time.Duration) (lost func() bool, stop func()) {
+	var gone atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			answered := make(chan error, 1)
+			go func() {
+				// pgod refuses requests it does not know; a refusal is an answer.
+				_, _, err := client.SendRequest("keepalive@openssh.com", true, nil)
+				answered <- err
+			}()
+			select {
+			case <-done:
+				return
+			case err := <-answered:
+				if err != nil {
+					return // the connection is closed already
+				}
+			case <-time.After(interval):
+				gone.Store(true)
+				client.Close()
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return gone.Load, func() { once.Do(func() { close(done) }) }
 }
 
 // wantsStdin tells whether the command is an exec -i (which gets our stdin)

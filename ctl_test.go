@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -70,7 +71,8 @@ func TestCtlUsage(t *testing.T) {
 	if status != 0 {
 		t.Errorf("-h: status %d", status)
 	}
-	for _, want := range []string{"-i KEYFILE", "-p PORT", "--known-hosts FILE", "-h, --help", "PGOCTL_ID", "PGOCTL_HOSTKEY", "HOST:NAME//OP"} {
+	for _, want := range []string{"-i KEYFILE", "-p PORT", "--known-hosts FILE", "-h, --help", "PGOCTL_ID", "PGOCTL_HOSTKEY", "HOSTS:NAME//OP",
+		"--config FILE", "PGOCTL_CONFIG", "--parallel N", "--connect-timeout D", "[[groups]]", "@prod:web//"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("usage lacks %q", want)
 		}
@@ -87,18 +89,26 @@ func TestParseTarget(t *testing.T) {
 	tests := []struct {
 		target  string
 		args    []string
-		host    string
+		hosts   []string
 		command string
 	}{
-		{"prod1:web//ps", nil, "prod1", "web//ps"},
-		{"prod1:web//logs -f", []string{"app"}, "prod1", "web//logs -f app"},
-		{"[::1]:web//exec", []string{"app", "sh", "-c", "echo 'a  b'"}, "::1", `web//exec app sh -c 'echo '\''a  b'\'''`},
-		{"h.example.org:web//git", []string{"pull"}, "h.example.org", "web//git pull"},
+		{"prod1:web//ps", nil, []string{"prod1"}, "web//ps"},
+		{"prod1:web//logs -f", []string{"app"}, []string{"prod1"}, "web//logs -f app"},
+		{"[::1]:web//exec", []string{"app", "sh", "-c", "echo 'a  b'"}, []string{"::1"}, `web//exec app sh -c 'echo '\''a  b'\'''`},
+		{"h.example.org:web//git", []string{"pull"}, []string{"h.example.org"}, "web//git pull"},
+		{"web1,web2:shop//status", nil, []string{"web1", "web2"}, "shop//status"},
+		{"@prod,web3,[::1]:*//status", nil, []string{"@prod", "web3", "::1"}, "*//status"},
+		{"web1,web1:shop//ps", nil, []string{"web1", "web1"}, "shop//ps"}, // duplicates go when resolved
 	}
 	for _, tc := range tests {
-		host, command, err := parseTarget(tc.target, tc.args)
-		if err != nil || host != tc.host || command != tc.command {
-			t.Errorf("parseTarget(%q, %q) = %q, %q, %v; want %q, %q", tc.target, tc.args, host, command, err, tc.host, tc.command)
+		hosts, command, err := parseTarget(tc.target, tc.args)
+		if err != nil || !slices.Equal(hosts, tc.hosts) || command != tc.command {
+			t.Errorf("parseTarget(%q, %q) = %q, %q, %v; want %q, %q", tc.target, tc.args, hosts, command, err, tc.hosts, tc.command)
+		}
+	}
+	for _, bad := range []string{"web1,:shop//ps", ",web1:shop//ps", "@:shop//ps", "web1,,web2:shop//ps"} {
+		if _, _, err := parseTarget(bad, nil); err == nil || !strings.Contains(err.Error(), "empty host name") {
+			t.Errorf("parseTarget(%q): %v, want an empty host name error", bad, err)
 		}
 	}
 }

@@ -35,6 +35,14 @@ keeps tracking its branch. Runs as root.
 
 Flags:
     -c, --config FILE      config file (default /etc/pgo.toml)
+        --config-repo URL  follow pgo.toml from this git repository instead of
+                           --config: each new commit of --config-branch
+                           (default main) is checked as a reload, then applied;
+                           a URL with a token goes in $PGOD_CONFIG_REPO instead
+        --config-file PATH the config's path in that repository (default pgo.toml)
+        --config-interval D how often to ask it for a new commit (default 1m)
+        --name NAME        this host's name in services' hosts lists
+                           (default the machine's host name)
     -d, --dir DIR          checkouts and state (default /var/lib/pgo)
         --datadir DIR      per-service data directories (default /data)
     -s, --ssh ADDR         SSH control plane address (default :2222)
@@ -62,6 +70,11 @@ Flags:
 // daemonFlags are pgod's settings, the only configuration besides pgo.toml.
 type daemonFlags struct {
 	config, dir, datadir string
+	name                 string // this host, as services' hosts lists name it
+	configRepo           string // git URL pgod follows its config from; "" reads config
+	configBranch         string
+	configFile           string        // the config's path inside configRepo
+	configInterval       time.Duration // how often configRepo is asked for a new commit
 	sshAddr, metricsAddr string
 	webhooksAddr         string
 	hostKey, docker      string
@@ -85,6 +98,11 @@ func parseDaemonFlags(args []string, stdout, stderr io.Writer) (*daemonFlags, in
 		fs.StringVar(p, long, def, "")
 	}
 	both(&f.config, "c", "config", "/etc/pgo.toml")
+	fs.StringVar(&f.configRepo, "config-repo", "", "")
+	fs.StringVar(&f.configBranch, "config-branch", "main", "")
+	fs.StringVar(&f.configFile, "config-file", "pgo.toml", "")
+	fs.DurationVar(&f.configInterval, "config-interval", time.Minute, "")
+	fs.StringVar(&f.name, "name", "", "")
 	both(&f.dir, "d", "dir", "/var/lib/pgo")
 	both(&f.sshAddr, "s", "ssh", ":2222")
 	both(&f.metricsAddr, "m", "metrics", "127.0.0.1:9112")
@@ -125,6 +143,24 @@ func parseDaemonFlags(args []string, stdout, stderr io.Writer) (*daemonFlags, in
 		fmt.Fprintf(stderr, "pgod: --max-parallel must be at least 1\n")
 		return nil, 2
 	}
+	if f.configRepo == "" {
+		f.configRepo = os.Getenv(configRepoEnv)
+	} else if _, cred := splitCredentials(f.configRepo); cred != nil {
+		fmt.Fprintf(stderr, "pgod: --config-repo holds credentials, and every local user can read pgod's command line; give the URL in the environment instead, as %s (systemctl edit pgod: EnvironmentFile= naming a file only root reads)\n", configRepoEnv)
+		return nil, 2
+	}
+	if msg := configRepoProblem(f); msg != "" {
+		fmt.Fprintf(stderr, "pgod: %s\n", msg)
+		return nil, 2
+	}
+	if f.name == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			fmt.Fprintf(stderr, "pgod: cannot read the host name (%v); give it with --name\n", err)
+			return nil, 2
+		}
+		f.name = host
+	}
 	f.dir = filepath.Clean(f.dir)
 	f.datadir = filepath.Clean(f.datadir)
 	f.operators = filepath.Clean(f.operators)
@@ -132,6 +168,27 @@ func parseDaemonFlags(args []string, stdout, stderr io.Writer) (*daemonFlags, in
 		f.hostKey = filepath.Join(f.dir, ".pgo", "ssh_host_ed25519_key")
 	}
 	return f, -1
+}
+
+// configRepoEnv holds the config repository's URL when --config-repo is not
+// given: a URL with a token belongs where only root can read it.
+const configRepoEnv = "PGOD_CONFIG_REPO"
+
+// configRepoProblem says what is wrong with the --config-* flags, or "".
+func configRepoProblem(f *daemonFlags) string {
+	switch {
+	case f.configRepo == "":
+		return ""
+	case repositoryProblem(f.configRepo) != "":
+		return "--config-repo " + repositoryProblem(f.configRepo)
+	case !validBranch(f.configBranch):
+		return fmt.Sprintf("--config-branch %q is not a valid git branch name", f.configBranch)
+	case relPathProblem(f.configFile) != "":
+		return fmt.Sprintf("--config-file %q %s", f.configFile, relPathProblem(f.configFile))
+	case f.configInterval < time.Second:
+		return fmt.Sprintf("--config-interval %s is too short, at least 1s", f.configInterval)
+	}
+	return ""
 }
 
 // durationHint adds to a flag error about a duration without a unit
@@ -174,6 +231,13 @@ type Daemon struct {
 	audit    *auditTrail     // config reloads, for the journal and the metrics
 
 	operators operatorKeys // read at start and on every reload
+
+	// configs is where the config comes from when pgod follows a
+	// repository (--config-repo); nil when it reads --config.
+	configs       *configRepo
+	configCommit  atomic.Pointer[string] // the config repository's commit that runs
+	configRefused string                 // its last commit that did not pass; only the main loop uses it
+	configFetch   string                 // the last error reaching the repository, said once; main loop only
 }
 
 // runDaemon is pgod's main.
@@ -215,9 +279,13 @@ func (d *Daemon) start() error {
 	if d.flags.dir == "/" {
 		return errors.New("--dir is /; give it a directory of its own, such as /var/lib/pgo")
 	}
-	cfg, err := loadConfig(d.flags.config)
-	if err != nil {
-		return err
+	if d.flags.configRepo != "" {
+		configs, err := newConfigRepo(d.flags.configRepo, d.flags.configBranch, d.flags.configFile, d.flags.dir, d.log,
+			func(cmd string, err error) { d.metrics.command("", cmd, err) })
+		if err != nil {
+			return err
+		}
+		d.configs = configs
 	}
 	vctx, vcancel := context.WithTimeout(ctx, commandTimeout)
 	v, err := composeVersion(vctx, d.flags.docker)
@@ -225,11 +293,6 @@ func (d *Daemon) start() error {
 	if err != nil {
 		return err
 	}
-	accounts, err := d.accounts(cfg)
-	if err != nil {
-		return err
-	}
-	d.watchEngine(ctx)
 	for _, dir := range []string{d.flags.dir, d.flags.datadir} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
@@ -241,6 +304,12 @@ func (d *Daemon) start() error {
 	if err := os.Chmod(filepath.Join(d.flags.dir, ".pgo"), 0o700); err != nil {
 		return err
 	}
+	// The config repository is cloned under <dir>/.pgo.
+	cfg, accounts, err := d.firstConfig(ctx)
+	if err != nil {
+		return err
+	}
+	d.watchEngine(ctx)
 	if err := mountPinsDir(pinsDir(d.flags.dir)); err != nil {
 		return err
 	}
@@ -256,8 +325,8 @@ func (d *Daemon) start() error {
 	if err != nil {
 		return err
 	}
-	d.log.Info(fmt.Sprintf("pgod %s starting: compose %s, %d services, ssh on %s, %s",
-		version, v, len(cfg.Services), sshLn.Addr(), describeListeners(listeners)))
+	d.log.Info(fmt.Sprintf("pgod %s starting as host %s: compose %s, %s, ssh on %s, %s",
+		version, d.flags.name, v, describeServices(cfg), sshLn.Addr(), describeListeners(listeners)))
 	d.warnWebhooksOff(cfg)
 
 	d.loadOperators()
@@ -340,7 +409,11 @@ func (d *Daemon) loop(ctx context.Context) {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
-	watch := time.NewTicker(2 * time.Second)
+	every := 2 * time.Second // a look at the file's stamp
+	if d.configs != nil {
+		every = d.flags.configInterval
+	}
+	watch := time.NewTicker(every)
 	defer watch.Stop()
 	seen := fileStamp(d.flags.config)
 	for {
@@ -353,11 +426,18 @@ func (d *Daemon) loop(ctx context.Context) {
 				d.log.Info("received " + sig.String() + ", stopping")
 				return
 			}
+			if d.configs != nil {
+				d.log.Info("received SIGHUP, fetching " + d.configs.describe())
+				d.followConfig(ctx, true)
+				continue
+			}
 			d.log.Info("received SIGHUP, reloading " + d.flags.config)
 			d.reload(ctx)
 			seen = fileStamp(d.flags.config)
 		case <-watch.C:
-			if now := fileStamp(d.flags.config); now != seen {
+			if d.configs != nil {
+				d.followConfig(ctx, false)
+			} else if now := fileStamp(d.flags.config); now != seen {
 				seen = now
 				d.log.Info(d.flags.config + " changed, reloading")
 				d.reload(ctx)
@@ -382,7 +462,7 @@ func (d *Daemon) reload(ctx context.Context) {
 	cfg, err := loadConfig(d.flags.config)
 	if err == nil {
 		var accounts map[string]*account
-		if accounts, err = d.accounts(cfg); err == nil {
+		if accounts, err = d.hostConfig(cfg); err == nil {
 			changes := d.changes(cfg)
 			d.apply(ctx, cfg, accounts)
 			d.audit.reload(changes)
@@ -392,6 +472,148 @@ func (d *Daemon) reload(ctx context.Context) {
 	}
 	d.log.Error("config not reloaded, the running one stays: " + err.Error())
 	d.audit.reload(reloadResult{err: err})
+}
+
+// firstConfig is the config pgod starts with and the accounts of this
+// host's services: --config, or the head of the config repository when it
+// passes, else the last good config an earlier run kept.
+func (d *Daemon) firstConfig(ctx context.Context) (*Config, map[string]*account, error) {
+	if d.configs == nil {
+		cfg, err := loadConfig(d.flags.config)
+		if err != nil {
+			return nil, nil, err
+		}
+		accounts, err := d.hostConfig(cfg)
+		d.runsConfig("")
+		return cfg, accounts, err
+	}
+	fctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	cfg, accounts, commit, err := d.fetchConfig(fctx)
+	cancel()
+	if err == nil {
+		if err := d.configs.keep(commit, cfg.data); err != nil {
+			return nil, nil, err
+		}
+		d.runsConfig(commit)
+		return cfg, accounts, nil
+	}
+	data, saved, serr := d.configs.saved()
+	if serr != nil {
+		return nil, nil, fmt.Errorf("%w; and %w", err, serr)
+	}
+	d.log.Warn(fmt.Sprintf("%v; starting from the last good config, commit %s", err, short(saved)))
+	if commit != "" {
+		d.configRefused = commit
+	}
+	if cfg, err = parseConfig(d.configs.label(saved), data); err != nil {
+		return nil, nil, err
+	}
+	if accounts, err = d.hostConfig(cfg); err != nil {
+		return nil, nil, err
+	}
+	d.runsConfig(saved)
+	return cfg, accounts, nil
+}
+
+// hostConfig keeps of cfg what this host runs and looks up the accounts of
+// those services' users.
+func (d *Daemon) hostConfig(cfg *Config) (map[string]*account, error) {
+	cfg.keepHost(d.flags.name)
+	return d.accounts(cfg)
+}
+
+// fetchConfig asks the config repository for its head and checks the
+// config it holds as a reload does. It returns nil and no error when the
+// head is one of skip. On an error, commit is the head whose config did not
+// pass, or "" when the repository could not be read.
+func (d *Daemon) fetchConfig(ctx context.Context, skip ...string) (cfg *Config, accounts map[string]*account, commit string, err error) {
+	head, err := d.configs.head(ctx)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if slices.Contains(skip, head) {
+		return nil, nil, "", nil
+	}
+	data, err := d.configs.read(ctx, head)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if cfg, err = parseConfig(d.configs.label(head), data); err != nil {
+		return nil, nil, head, err
+	}
+	if accounts, err = d.hostConfig(cfg); err != nil {
+		return nil, nil, head, err
+	}
+	cfg.data = data
+	return cfg, accounts, head, nil
+}
+
+// followConfig applies the config repository's head when it is new and
+// passes; a head that did not pass is not judged again until it moves, or
+// until force (SIGHUP) asks. What runs stays on any failure.
+func (d *Daemon) followConfig(ctx context.Context, force bool) {
+	d.loadOperators()
+	var skip []string
+	if !force {
+		skip = []string{d.runningConfig(), d.configRefused}
+	}
+	fctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	cfg, accounts, commit, err := d.fetchConfig(fctx, skip...)
+	cancel()
+	switch {
+	case err != nil && commit == "":
+		// Said once, not at every poll of a repository that is down.
+		if msg := err.Error(); msg != d.configFetch {
+			d.configFetch = msg
+			d.log.Warn(msg + "; the running config stays and pgod asks again in " + d.flags.configInterval.String())
+		}
+		return
+	case err != nil:
+		d.configFetch = ""
+		d.configRefused = commit
+		d.log.Error(fmt.Sprintf("config commit %s not applied, the running one stays: %v", short(commit), err))
+		d.audit.reload(reloadResult{err: err})
+		return
+	case cfg == nil:
+		d.configFetch = ""
+		return
+	}
+	d.configFetch = ""
+	if err := d.configs.keep(commit, cfg.data); err != nil {
+		d.log.Error("config commit " + short(commit) + " not applied, the running one stays: " + err.Error())
+		return
+	}
+	changes := d.changes(cfg)
+	d.apply(ctx, cfg, accounts)
+	d.runsConfig(commit)
+	d.log.Info("config commit " + short(commit) + " applied")
+	d.audit.reload(changes)
+	d.warnWebhooksOff(cfg)
+}
+
+// runsConfig records the config repository's commit that runs, for the
+// status and the metrics.
+func (d *Daemon) runsConfig(commit string) {
+	d.configCommit.Store(&commit)
+	d.metrics.runsConfig(d.flags.name, commit)
+}
+
+// runningConfig is the config repository's commit that runs; "" when pgod
+// reads --config.
+func (d *Daemon) runningConfig() string {
+	if c := d.configCommit.Load(); c != nil {
+		return *c
+	}
+	return ""
+}
+
+// describeServices says how many services this host runs of the config's.
+func describeServices(cfg *Config) string {
+	if len(cfg.Elsewhere) == 0 {
+		return fmt.Sprintf("%d services", len(cfg.Services))
+	}
+	return fmt.Sprintf("%d of the config's %d services (the others' hosts lists name other hosts)",
+		len(cfg.Services), len(cfg.Services)+len(cfg.Elsewhere))
 }
 
 // changes counts the services cfg adds, removes and changes against the running config.
@@ -563,12 +785,17 @@ func (d *Daemon) apply(ctx context.Context, cfg *Config, accounts map[string]*ac
 			d.log.Info("[" + name + "] config changed, tracking again")
 			continue
 		}
-		d.log.Info("[" + name + "] removed from the config, bringing it down")
+		if elsewhere := slices.IndexFunc(cfg.Elsewhere, func(s *Service) bool { return s.Name == name }); elsewhere >= 0 {
+			d.log.Info(fmt.Sprintf("[%s] its hosts are now %s, not this one (%s); bringing it down",
+				name, strings.Join(cfg.Elsewhere[elsewhere].Hosts, ", "), d.flags.name))
+		} else {
+			d.log.Info("[" + name + "] removed from the config, bringing it down")
+		}
 		d.health.forget("worker/" + name)
 		// Off the main loop: the service's lock may be held by an SSH op of
 		// the old worker, and signals must still be answered meanwhile.
 		go d.lockFor(name).hold(ctx, "removal", func() error {
-			d.remove(ctx, name, w.svc.Mount != "")
+			d.remove(ctx, cfg, name, w.svc.Mount != "")
 			return nil
 		})
 	}
@@ -590,7 +817,9 @@ func (d *Daemon) otherServices(name string) []string {
 	defer d.mu.Unlock()
 	var others []string
 	if d.cfg != nil {
-		for _, s := range d.cfg.Services {
+		// Those of other hosts too: a service may move here, and hosts
+		// may share an engine.
+		for _, s := range slices.Concat(d.cfg.Services, d.cfg.Elsewhere) {
 			if s.Name != name {
 				others = append(others, s.Name)
 			}
@@ -612,10 +841,12 @@ func (d *Daemon) lockFor(name string) *serviceLock {
 	return d.locks[name]
 }
 
-// sameService compares two configs of one service, ignoring where they stood in the file.
+// sameService compares two configs of one service, ignoring where they
+// stood in the file and which other hosts run it too.
 func sameService(a, b *Service) bool {
 	x, y := *a, *b
 	x.Line, y.Line = 0, 0
+	x.Hosts, y.Hosts = nil, nil
 	return reflect.DeepEqual(x, y)
 }
 
@@ -652,18 +883,19 @@ func (d *Daemon) removeStale(ctx context.Context, cfg *Config) {
 			continue
 		}
 		d.log.Info("[" + name + "] not in the config any more, bringing it down")
-		d.remove(ctx, name, true)
+		d.remove(ctx, cfg, name, true)
 	}
 }
 
 // remove brings a service's project down as root (its user may be gone too)
 // and deletes its checkout and state; the data directory is kept. It says
-// what it removed. The caller holds the service's lock.
-func (d *Daemon) remove(ctx context.Context, name string, unmountData bool) {
+// what it removed. The caller holds the service's lock; cfg is the config
+// that no longer runs the service here.
+func (d *Daemon) remove(ctx context.Context, cfg *Config, name string, unmountData bool) {
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
 	state := statePaths{filepath.Join(d.flags.dir, ".pgo", name)}
-	d.removeStack(ctx, name)
+	d.removeStack(ctx, cfg, name)
 	args := []string{"compose", "-p", name}
 	project, _ := readOptional(state.deployed())
 	if project != nil {

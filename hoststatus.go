@@ -94,7 +94,11 @@ func formatHostStatus(sts []serviceStatus, now time.Time) string {
 	for i, st := range sts {
 		rows[i] = hostRowOf(st, now)
 	}
-	return formatHostRows(rows)
+	table := formatHostRows(rows)
+	if len(sts) > 0 && sts[0].Config != "" {
+		table += "config commit " + sts[0].Config + "\n"
+	}
+	return table
 }
 
 // shortAge is d in its two largest units, as "3d4h", "2h5m", "40s".
@@ -112,17 +116,20 @@ func shortAge(d time.Duration) string {
 	return fmt.Sprintf("%ds", int(d/time.Second))
 }
 
-const statusUsage = `Usage: pgo status [-c CONFIG] [-d DIR]
+const statusUsage = `Usage: pgo status [-c CONFIG] [-d DIR] [--name HOST]
 
-Lists every service of the config, one row each: state, deployed commit, age
-of the deploy, last result. It reads the state files pgod last wrote under
+Lists every service of the config that this host runs, one row each: state,
+deployed commit, age of the deploy, last result. It reads the state files pgod last wrote under
 DIR/.pgo and the stop markers, so it works without pgod running; it does not
 ask the engine, so CONTAINERS is "-" (pgoctl HOST:'*//status' shows them).
 Runs as root, as the state files are root's.
 
 Flags:
-    -c, --config FILE      config file (default /etc/pgo.toml)
+    -c, --config FILE      config file (default: the one pgod last applied from
+                           its --config-repo, else /etc/pgo.toml)
     -d, --dir DIR          checkouts and state (default /var/lib/pgo)
+        --name HOST        the host, as services' hosts lists name it
+                           (default the machine's host name)
     -h, --help             print this text
 `
 
@@ -130,11 +137,12 @@ Flags:
 func runStatus(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("pgo status", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	var config, dir string
-	fs.StringVar(&config, "c", "/etc/pgo.toml", "")
-	fs.StringVar(&config, "config", "/etc/pgo.toml", "")
+	var config, dir, host string
+	fs.StringVar(&config, "c", "", "")
+	fs.StringVar(&config, "config", "", "")
 	fs.StringVar(&dir, "d", "/var/lib/pgo", "")
 	fs.StringVar(&dir, "dir", "/var/lib/pgo", "")
+	fs.StringVar(&host, "name", "", "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, statusUsage)
@@ -151,7 +159,13 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pgo status: must run as root, as pgod's state files are root's; try: sudo pgo status (or pgoctl HOST:'*//status' with an operator key)")
 		return 1
 	}
-	out, err := savedHostStatus(config, dir, time.Now())
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	if config == "" {
+		config = defaultStatusConfig(dir)
+	}
+	out, err := savedHostStatus(config, dir, host, time.Now())
 	if err != nil {
 		fmt.Fprintf(stderr, "pgo status: %v\n", err)
 		return 1
@@ -160,12 +174,25 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// defaultStatusConfig is the config pgod last applied from its config
+// repository (configrepo.go) when it follows one, else /etc/pgo.toml.
+func defaultStatusConfig(dir string) string {
+	kept := filepath.Join(dir, ".pgo", ".config", "pgo.toml")
+	if _, err := os.Stat(kept); err == nil {
+		return kept
+	}
+	return "/etc/pgo.toml"
+}
+
 // savedHostStatus is the host-wide view of the services configured in
-// config, from the state pgod saved under dir.
-func savedHostStatus(config, dir string, now time.Time) (string, error) {
+// config that host runs, from the state pgod saved under dir.
+func savedHostStatus(config, dir, host string, now time.Time) (string, error) {
 	cfg, err := loadConfig(config)
 	if err != nil {
 		return "", fmt.Errorf("%w (give the config pgod runs with: -c FILE)", err)
+	}
+	if host != "" {
+		cfg.keepHost(host)
 	}
 	dir = filepath.Clean(dir)
 	var rows []hostRow

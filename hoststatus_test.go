@@ -94,3 +94,27 @@ func TestPgoStatusFromSavedState(t *testing.T) {
 		t.Errorf("missing config: exit %d, %q", code, stderr.String())
 	}
 }
+
+// TestSavedHostStatusKeepsHost: pgo status lists only what this host runs,
+// and reads the config pgod last applied from its repository by default.
+func TestSavedHostStatusKeepsHost(t *testing.T) {
+	dir := t.TempDir()
+	kept := filepath.Join(dir, ".pgo", ".config", "pgo.toml")
+	if got := defaultStatusConfig(dir); got != "/etc/pgo.toml" {
+		t.Errorf("default config without a repository: %s", got)
+	}
+	os.MkdirAll(filepath.Dir(kept), 0o700)
+	if err := os.WriteFile(kept, []byte(fleetConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := defaultStatusConfig(dir); got != kept {
+		t.Errorf("default config with a repository: %s, want %s", got, kept)
+	}
+	out, err := savedHostStatus(kept, dir, "web3", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "blog") || !strings.Contains(out, "metrics") || strings.Contains(out, "shop") {
+		t.Errorf("status of web3:\n%s", out)
+	}
+}

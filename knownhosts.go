@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
@@ -24,10 +25,14 @@ import (
 //   - a known_hosts file in OpenSSH's format (hashed host names or not):
 //     a host not in it is trusted on first use and appended with a one-line
 //     notice; a host in it with another key is refused, loudly.
+//
+// A fan-out checks each host with its own hostKeys (its notices go to that
+// host's prefixed stderr), all sharing one fileLock.
 type hostKeys struct {
-	file   string    // the known_hosts file
-	pinned string    // PGOCTL_HOSTKEY, or ""
-	notice io.Writer // where the trust-on-first-use notice and refusals go
+	file     string      // the known_hosts file
+	pinned   string      // PGOCTL_HOSTKEY, or ""
+	notice   io.Writer   // where the trust-on-first-use notice and refusals go
+	fileLock *sync.Mutex // held from reading the file to appending to it, so that concurrent sessions neither garble it nor add a host twice
 }
 
 // errHostKey marks a refused host key; pgoctl has already explained it on stderr.
@@ -78,6 +83,8 @@ func (h *hostKeys) checkPinned() (ssh.HostKeyCallback, error) {
 
 // checkKnownHosts is the known_hosts callback with trust on first use.
 func (h *hostKeys) checkKnownHosts(host string, remote net.Addr, key ssh.PublicKey) error {
+	h.fileLock.Lock()
+	defer h.fileLock.Unlock()
 	check, err := knownhosts.New(h.file)
 	if errors.Is(err, fs.ErrNotExist) {
 		return h.trust(host, key)

@@ -35,6 +35,8 @@ type metrics struct {
 	notifications map[endpointKey]uint64
 	endpoints     []string // notify endpoints now configured, exported at zero until counted
 	audit         auditCounts
+	host          string // pgod's --name, "" until it starts
+	configCommit  string // the config repository's commit that runs; "" for a config file
 }
 
 type commandKey struct{ service, cmd, subcmd string }
@@ -143,6 +145,14 @@ func (m *metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	bw.Flush()
 }
 
+// runsConfig records which host this is and which config repository
+// commit runs ("" for a config file).
+func (m *metrics) runsConfig(host, commit string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.host, m.configCommit = host, commit
+}
+
 // families snapshots every metric family in a fixed order, samples sorted.
 func (m *metrics) families() []*family {
 	var statuses []serviceStatus
@@ -156,6 +166,10 @@ func (m *metrics) families() []*family {
 
 	build := newFamily("pgo_build_info", "gauge", "Version of the running pgo binary; always 1.")
 	build.add(1, "version", version)
+	config := newFamily("pgo_config_info", "gauge", "This host's name and the config repository's commit that runs (empty for a config file); always 1.")
+	if m.host != "" {
+		config.add(1, "host", m.host, "commit", m.configCommit)
+	}
 
 	// The reference's names, kept so existing dashboards and alerts keep
 	// working. They are exposed untyped: as counters promtool's lint
@@ -246,7 +260,7 @@ func (m *metrics) families() []*family {
 		}
 	}
 
-	return append([]*family{build, cmds, cmdErrs, info, lastSync, deployed, stopped, frozen, deploys, rejections, violations, running, desired, sessions, hooks, notifications},
+	return append([]*family{build, config, cmds, cmdErrs, info, lastSync, deployed, stopped, frozen, deploys, rejections, violations, running, desired, sessions, hooks, notifications},
 		m.auditFamilies()...)
 }
 

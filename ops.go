@@ -788,5 +788,8 @@ func formatStatus(st serviceStatus, now time.Time) string {
 	if st.ReloadErr != "" {
 		line("reload error", st.ReloadErr)
 	}
+	if st.Config != "" {
+		line("config", st.Config+" (the config repository's commit)")
+	}
 	return b.String()
 }

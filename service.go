@@ -144,9 +144,14 @@ func (w *worker) check(ctx context.Context, stdout io.Writer) (bool, error) {
 }
 
 func (w *worker) status() serviceStatus {
+	config := ""
+	if w.d != nil {
+		config = w.d.runningConfig()
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return serviceStatus{
+		Config:     config,
 		Name:       w.svc.Name,
 		Branch:     w.svc.Branch,
 		Deployed:   w.st.Deployed,

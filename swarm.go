@@ -480,9 +480,15 @@ func (w *worker) keepStackDown(ctx context.Context, out io.Writer) error {
 }
 
 // removeStack removes the stack of a service that left the config, as
-// root, when the engine manages a swarm that has it.
-func (d *Daemon) removeStack(ctx context.Context, name string) {
+// root, when the engine manages a swarm that has it. A stack is the
+// swarm's, not this host's: when cfg runs the service on other hosts, the
+// stack is theirs now, and stays.
+func (d *Daemon) removeStack(ctx context.Context, cfg *Config, name string) {
 	if d.engine == nil {
+		return
+	}
+	if i := slices.IndexFunc(cfg.Elsewhere, func(s *Service) bool { return s.Name == name }); i >= 0 && cfg.Elsewhere[i].Swarm {
+		d.log.Info(fmt.Sprintf("[%s] its stack stays: it is the swarm's, and %s deploys it now", name, strings.Join(cfg.Elsewhere[i].Hosts, ", ")))
 		return
 	}
 	if info, err := d.engine.swarmInfo(ctx); err != nil || !info.ControlAvailable {
