@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -516,5 +517,24 @@ func TestLineWriter(t *testing.T) {
 	a.flush()
 	if got := out.String(); !strings.HasSuffix(got, "web | hello\nweb | more") {
 		t.Errorf("after the end: %q", got)
+	}
+}
+
+// TestRemoveStackElsewhere: a swarm service that left this host's config
+// has its stack removed, unless the config runs it on another host now:
+// the stack is the swarm's, and that host's pgod deploys it.
+func TestRemoveStackElsewhere(t *testing.T) {
+	var asked []string
+	var logs strings.Builder
+	d := &Daemon{engine: swarmAPI(t, `{"LocalNodeState":"active","ControlAvailable":true}`, &asked),
+		log: slog.New(slog.NewTextHandler(&logs, nil)), flags: &daemonFlags{docker: "true"}}
+	moved := &Config{Elsewhere: []*Service{{Name: "shop", Swarm: true, Hosts: []string{"web2"}}}}
+	d.removeStack(context.Background(), moved, "shop")
+	if len(asked) > 0 || !strings.Contains(logs.String(), "its stack stays") {
+		t.Errorf("moved to web2: asked %v, logged %q", asked, logs.String())
+	}
+	d.removeStack(context.Background(), &Config{}, "shop")
+	if len(asked) != 1 || !strings.Contains(logs.String(), "removed its stack") {
+		t.Errorf("removed: asked %v, logged %q", asked, logs.String())
 	}
 }
