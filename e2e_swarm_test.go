@@ -236,3 +236,24 @@ func swarmTaskIDs(t *testing.T, name string) string {
 	}
 	return strings.TrimSpace(string(out))
 }
+
+// TestE2ESwarmNotManager: on an engine that manages no swarm a swarm
+// service does not deploy, and git pull says what to do, exit 70.
+func TestE2ESwarmNotManager(t *testing.T) {
+	e2eNeed(t)
+	e2eUser(t)
+	if out, _ := exec.Command("docker", "info", "--format", "{{.Swarm.LocalNodeState}}").Output(); strings.TrimSpace(string(out)) != "inactive" {
+		t.Skipf("the engine is in a swarm (%s)", strings.TrimSpace(string(out)))
+	}
+	name := uniqueName("noswarm")
+	up := newUpstream(t)
+	keys := openTempDir(t)
+	team := newKey(t, keys, "team")
+	up.commit(t, map[string]string{"compose.yaml": swarmCompose("one", false), "site.conf": "x\n", "ssh/team.pub": readFile(t, team+".pub")})
+	d := startDaemon(t, serviceTOML(name, up.bare, "swarm = true"), "-t", "1h")
+	d.logShows(t, "this engine is not in a swarm", 60*time.Second)
+	code, errOut := d.pull(t, team, name)
+	if code != exitFailed || !strings.Contains(errOut, "stack deploy: this engine is not in a swarm: run docker swarm init on this host") {
+		t.Errorf("git pull: exit %d, stderr %q; want %d and the hint", code, errOut, exitFailed)
+	}
+}
