@@ -58,8 +58,8 @@ func (w *worker) swarmManager(ctx context.Context) error {
 }
 
 // stackDeploy deploys project as the service's stack, as the service's
-// user, the stack file on stdin. --prune removes the services, secrets and
-// configs the project no longer has.
+// user, the stack file on stdin. --prune removes the services the project
+// no longer has (old secrets and configs are pruneStackObjects').
 func (w *worker) stackDeploy(ctx context.Context, project []byte, out io.Writer) error {
 	if err := w.swarmManager(ctx); err != nil {
 		return fmt.Errorf("stack deploy: %w", err)
@@ -308,6 +308,8 @@ func taskError(t apiTask) string {
 	return msg
 }
 
+// imageOfTask is the image a task runs, without the digest a deploy with
+// --resolve-image always pinned.
 func imageOfTask(spec json.RawMessage) string {
 	var s struct {
 		ContainerSpec struct {

@@ -440,6 +440,11 @@ func TestNameByContent(t *testing.T) {
 // swarmAPI serves GET /info with the given swarm state, and /services and
 // /tasks recording the filters they were asked with.
 func swarmAPI(t *testing.T, info string, asked *[]string) *engineAPI {
+	return swarmAPIWith(t, info, `[{"ID":"t1","ServiceID":"s1","Slot":1,"DesiredState":"running","Spec":{"ContainerSpec":{"Image":"web:1"}},"Status":{"State":"running"}}]`, asked)
+}
+
+// swarmAPIWith is swarmAPI answering /tasks with tasks, and /nodes.
+func swarmAPIWith(t *testing.T, info, tasks string, asked *[]string) *engineAPI {
 	t.Helper()
 	socket := filepath.Join(t.TempDir(), "docker.sock")
 	ln, err := net.Listen("unix", socket)
@@ -454,7 +459,10 @@ func swarmAPI(t *testing.T, info string, asked *[]string) *engineAPI {
 	})
 	mux.HandleFunc("/tasks", func(w http.ResponseWriter, r *http.Request) {
 		*asked = append(*asked, "tasks "+r.URL.Query().Get("filters"))
-		io.WriteString(w, `[{"ID":"t1","ServiceID":"s1","Slot":1,"DesiredState":"running","Spec":{"ContainerSpec":{"Image":"web:1"}},"Status":{"State":"running"}}]`)
+		io.WriteString(w, tasks)
+	})
+	mux.HandleFunc("/nodes", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `[{"ID":"n1","Description":{"Hostname":"web1"}},{"ID":"n2","Description":{"Hostname":"web2"}}]`)
 	})
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(ln)
@@ -536,5 +544,27 @@ func TestRemoveStackElsewhere(t *testing.T) {
 	d.removeStack(context.Background(), &Config{}, "shop")
 	if len(asked) != 1 || !strings.Contains(logs.String(), "removed its stack") {
 		t.Errorf("removed: asked %v, logged %q", asked, logs.String())
+	}
+}
+
+// TestSwarmContainer: exec reaches the container of this node's task, as
+// the swarm records it, and names the node of a task that runs elsewhere.
+func TestSwarmContainer(t *testing.T) {
+	const info = `{"LocalNodeState":"active","ControlAvailable":true,"NodeID":"n1"}`
+	task := func(node, state, container string) string {
+		return `{"ID":"t-` + node + `","ServiceID":"s1","Slot":1,"NodeID":"` + node + `","DesiredState":"running","Status":{"State":"` + state +
+			`","ContainerStatus":{"ContainerID":"` + container + `"}}}`
+	}
+	for _, tt := range []struct{ tasks, id, err string }{
+		{"[" + task("n2", "running", "bbbb") + "," + task("n1", "running", "abc123") + "]", "abc123", ""},
+		{"[" + task("n2", "running", "bbbb") + "]", "", "task shop_web.1 runs on node web2; exec reaches only tasks on this node"},
+		{"[" + task("n1", "starting", "abc123") + "]", "", "swarm service shop_web has no running task"},
+	} {
+		var asked []string
+		w := &worker{d: &Daemon{engine: swarmAPIWith(t, info, tt.tasks, &asked)}, svc: &Service{Name: "shop", Swarm: true}}
+		id, err := w.swarmContainer(context.Background(), "web")
+		if id != tt.id || (tt.err == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tt.err) {
+			t.Errorf("tasks %s: %q, %v; want %q, %q", tt.tasks, id, err, tt.id, tt.err)
+		}
 	}
 }
