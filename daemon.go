@@ -552,9 +552,10 @@ func (d *Daemon) fetchConfig(ctx context.Context, skip ...string) (cfg *Config, 
 // passes; a head that did not pass is not judged again until it moves, or
 // until force (SIGHUP) asks. What runs stays on any failure.
 func (d *Daemon) followConfig(ctx context.Context, force bool) {
-	d.loadOperators()
 	var skip []string
-	if !force {
+	if force {
+		d.loadOperators() // as a reload of a file does
+	} else {
 		skip = []string{d.runningConfig(), d.configRefused}
 	}
 	fctx, cancel := context.WithTimeout(ctx, commandTimeout)
@@ -582,6 +583,9 @@ func (d *Daemon) followConfig(ctx context.Context, force bool) {
 	if err := d.configs.keep(commit, cfg.data); err != nil {
 		d.log.Error("config commit " + short(commit) + " not applied, the running one stays: " + err.Error())
 		return
+	}
+	if !force {
+		d.loadOperators()
 	}
 	changes := d.changes(cfg)
 	d.apply(ctx, cfg, accounts)
