@@ -106,6 +106,7 @@ type serviceStatus struct {
 	Frozen     *freezeMark // set while the service does not follow its branch
 	Waiting    waiting     // frozen: the upstream head as judged, waiting for unfreeze
 	Config     string      // the config repository's commit that runs; "" for a config file
+	Swarm      bool        // it runs on Docker Swarm: Running and Desired count tasks
 }
 
 // freezeMark says who froze a service, when, why and where.

@@ -152,7 +152,8 @@ func TestE2ESwarm(t *testing.T) {
 	}
 	t.Logf("failed update and rollback, converged: %s", time.Since(began).Round(100*time.Millisecond))
 	swarmPageIs(t, name, "one", 30*time.Second)
-	if st := d.agree(t, team, name); !strings.Contains(st, "deployed:    "+first) || !strings.Contains(st, "last attempt: "+sick) {
+	if st := d.agree(t, team, name); !strings.Contains(st, "deployed:    "+first) || !strings.Contains(st, "last attempt: "+sick) ||
+		!strings.Contains(st, "tasks:       1 running of 1 desired") {
 		t.Errorf("status after the rollback:\n%s", st)
 	}
 

@@ -781,7 +781,11 @@ func formatStatus(st serviceStatus, now time.Time) string {
 			line("waiting", fmt.Sprintf("%s %s; it deploys after unfreeze", st.Waiting.Commit, st.Waiting.Verdict))
 		}
 	}
-	line("containers", fmt.Sprintf("%d running of %d desired", st.Running, st.Desired))
+	units := "containers"
+	if st.Swarm {
+		units = "tasks"
+	}
+	line(units, fmt.Sprintf("%d running of %d desired", st.Running, st.Desired))
 	for _, c := range st.Containers {
 		fmt.Fprintf(&b, "  %s  %s  %s  %s\n", c.Name, orDash(c.Image), c.State, orDash(c.Health))
 	}

@@ -168,6 +168,7 @@ func (w *worker) status() serviceStatus {
 		Stopped:    w.stopped(),
 		Running:    w.running,
 		Desired:    w.desired,
+		Swarm:      w.svc.Swarm,
 		ReloadErr:  w.st.ReloadErr,
 		Frozen:     w.st.Frozen,
 		Waiting:    w.st.Waiting,
