@@ -105,7 +105,7 @@ func (d *daemonProc) agree(t *testing.T, key, name string) string {
 	if got := find(`pgo_service_info\{service="`+q+`",branch="main",commit="([^"]*)"\}`, metrics); got != commit {
 		t.Errorf("metrics say commit %q is deployed, status %q\n%s", got, commit, status)
 	}
-	counts := regexp.MustCompile(`(?m)^containers:\s+(\d+) running of (\d+) desired`).FindStringSubmatch(status)
+	counts := regexp.MustCompile(`(?m)^(?:containers|tasks):\s+(\d+) running of (\d+) desired`).FindStringSubmatch(status)
 	if counts == nil {
 		t.Fatalf("status has no containers line:\n%s", status)
 	}
