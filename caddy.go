@@ -117,67 +117,6 @@ func writeCaddySnippet(path string, services []*Service) (changed bool, err erro
 	return true, nil
 }
 
-// writeFileAtomic writes data to a temporary file next to path, syncs it and
-// renames it over path: readers see the old file or the new one, whole.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // after a successful rename there is nothing to remove
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	// Make the rename itself durable.
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
-}
-
-// replaceFile writes data to a temporary file next to path and renames it
-// over path, like writeFileAtomic but without its syncs, for a file pgod
-// makes again whenever it finds it missing or different: a cold start of
-// hundreds of services pays for every sync. owner, when set, gets the file.
-func replaceFile(path string, data []byte, perm os.FileMode, owner *account) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // after a successful rename there is nothing to remove
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Chmod(perm)
-	}
-	if err == nil && owner != nil {
-		err = tmp.Chown(int(owner.UID), int(owner.GID))
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
 // snippetPath resolves a service's import key to a path inside its
 // checkout. The checkout is the team's: a committed symlink (say "caddy" ->
 // "/etc") must not make root write outside it, so the directory is

@@ -11,19 +11,22 @@ import (
 
 const usage = `Usage:
     pgo daemon [flags]        run the daemon (also: pgod [flags])
-    pgo ctl [flags] host:name//op [args...]
-                              drive a service over SSH (also: pgoctl ...)
+    pgo ctl [flags] hosts:name//op [args...]
+                              drive a service over SSH, on one host or several
+                              (web1,web2 or @group) at once (also: pgoctl ...)
     pgo check [flags] [PATH]  validate pgo.toml and a compose project offline
-    pgo status [flags]        list every service from pgod's saved state (root)
+    pgo status [flags]        list this host's services from pgod's saved
+                              state (root)
     pgo version               print the version
     pgo help                  print this text
 
-pgod runs as root under systemd, reads /etc/pgo.toml, clones every service's
-repository, checks its compose file against the security policy and keeps the
-branch deployed with "docker compose up". Teams drive their own service with
-pgoctl over pgod's SSH server (port 2222), authorised by the public keys in
-the ssh/ directory of their repository; the host's operators, by the keys in
-/etc/pgo/operators, drive every service. See pgo(8).
+pgod runs as root under systemd, reads /etc/pgo.toml (or follows it in a git
+repository), clones the repository of every service this host runs, checks its
+compose file against the security policy and keeps the branch deployed with
+"docker compose up" (or "docker stack deploy" on a swarm). Teams drive their
+own service with pgoctl over pgod's SSH server (port 2222), authorised by the
+public keys in the ssh/ directory of their repository; the host's operators,
+by the keys in /etc/pgo/operators, drive every service. See pgo(8).
 
 The flags of each mode follow; "pgo daemon -h", "pgo ctl -h", "pgo check -h"
 and "pgo status -h" print them one mode at a time.
