@@ -252,9 +252,17 @@ func (w *worker) lastLogs(ctx context.Context, container string) []string {
 	if container == "" {
 		return nil
 	}
+	return w.logTail(ctx, "logs", "--tail", strconv.Itoa(logLines), "--", container)
+}
+
+// logTail runs docker with args, a command that prints logs, and returns
+// its last logLines lines, secrets redacted; nil when it fails or prints
+// nothing. It has its own deadline: a deploy that failed shows them also
+// when the client left.
+func (w *worker) logTail(ctx context.Context, args ...string) []string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commandTimeout)
 	defer cancel()
-	cmd := w.acct.engineCommand(ctx, w.composeEnv(), w.d.flags.docker, "logs", "--tail", strconv.Itoa(logLines), "--", container)
+	cmd := w.acct.engineCommand(ctx, w.composeEnv(), w.d.flags.docker, args...)
 	out := newTail(maxTail)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Run(); err != nil {

@@ -414,20 +414,7 @@ func (w *worker) taskLogs(ctx context.Context, task string) []string {
 	if task == "" {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commandTimeout)
-	defer cancel()
-	cmd := w.acct.engineCommand(ctx, w.composeEnv(), w.d.flags.docker, "service", "logs", "--no-task-ids", "--tail", strconv.Itoa(logLines), task)
-	out := newTail(maxTail)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Run(); err != nil {
-		return nil
-	}
-	text := strings.TrimRight(redact(out.String(), w.secrets), "\n")
-	if text == "" {
-		return nil
-	}
-	lines := strings.Split(text, "\n")
-	return lines[max(0, len(lines)-logLines):]
+	return w.logTail(ctx, "service", "logs", "--no-task-ids", "--tail", strconv.Itoa(logLines), task)
 }
 
 // repairStack deploys the stack again when services of it were removed
