@@ -8,7 +8,6 @@ package main
 // again what stops.
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -136,7 +135,7 @@ func (w *worker) swarmLogs(ctx context.Context, args parsedArgs, services []stri
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out, errOut := &lineWriter{mu: &mu, w: stdout}, &lineWriter{mu: &mu, w: stderr}
+			out, errOut := &linePrefixer{w: stdout, lock: &mu}, &linePrefixer{w: stderr, lock: &mu}
 			errs[i] = run(s, out, errOut)
 			out.flush()
 			errOut.flush()
@@ -149,38 +148,6 @@ func (w *worker) swarmLogs(ctx context.Context, args parsedArgs, services []stri
 		}
 	}
 	return nil
-}
-
-// lineWriter writes whole lines to w, under mu, so that the lines of
-// several commands writing at once do not mix.
-type lineWriter struct {
-	mu  *sync.Mutex
-	w   io.Writer
-	buf []byte
-}
-
-func (l *lineWriter) Write(p []byte) (int, error) {
-	l.buf = append(l.buf, p...)
-	i := bytes.LastIndexByte(l.buf, '\n')
-	if i < 0 {
-		return len(p), nil
-	}
-	l.mu.Lock()
-	_, err := l.w.Write(l.buf[:i+1])
-	l.mu.Unlock()
-	l.buf = append(l.buf[:0], l.buf[i+1:]...)
-	return len(p), err
-}
-
-// flush writes what is left of a last line without its newline.
-func (l *lineWriter) flush() {
-	if len(l.buf) == 0 {
-		return
-	}
-	l.mu.Lock()
-	l.w.Write(l.buf)
-	l.mu.Unlock()
-	l.buf = nil
 }
 
 // swarmRestart replaces the tasks of services (docker service update

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -508,23 +507,6 @@ func TestStackTasks(t *testing.T) {
 	v := judgeStack("shop", []string{"web"}, svcs, tasks, time.Now(), time.Now().Add(time.Minute))
 	if !v.ready() || v.running != 1 || v.desired != 1 || len(v.entries) != 1 || v.entries[0].Name != "shop_web.1" || v.entries[0].Image != "web:1" {
 		t.Errorf("verdict %+v", v)
-	}
-}
-
-// TestLineWriter: logs -f of several services writes whole lines only.
-func TestLineWriter(t *testing.T) {
-	var out strings.Builder
-	var mu sync.Mutex
-	a, b := &lineWriter{mu: &mu, w: &out}, &lineWriter{mu: &mu, w: &out}
-	a.Write([]byte("web | hel"))
-	b.Write([]byte("db | ready\n"))
-	a.Write([]byte("lo\nweb | more"))
-	if got := out.String(); got != "db | ready\nweb | hello\n" {
-		t.Errorf("got %q", got)
-	}
-	a.flush()
-	if got := out.String(); !strings.HasSuffix(got, "web | hello\nweb | more") {
-		t.Errorf("after the end: %q", got)
 	}
 }
 
