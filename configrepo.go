@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // configRepo is pgod's own pgo.toml on a branch of a git repository
@@ -18,13 +19,15 @@ import (
 // when the repository cannot be reached. The repository decides every
 // service's user: it is as trusted as root, and pgod runs git on it as root.
 type configRepo struct {
-	repo *repo  // the clone, <dir>/.pgo/.config/repo
-	file string // the config's path inside the repository
-	dir  string // <dir>/.pgo/.config: the clone, the last good config and its commit
+	repo    *repo  // the clone, <dir>/.pgo/.config/repo
+	file    string // the config's path inside the repository
+	dir     string // <dir>/.pgo/.config: the clone, the last good config and its commit
+	signers string // authorized_keys file of the keys that may sign a commit; "" when none need be signed
 }
 
 // newConfigRepo follows file on branch of url; dir is pgod's --dir.
-func newConfigRepo(url, branch, file, dir string, log *slog.Logger, observe func(string, error)) (*configRepo, error) {
+// With signers, a commit applies only when one of that file's keys signed it.
+func newConfigRepo(url, branch, file, signers, dir string, log *slog.Logger, observe func(string, error)) (*configRepo, error) {
 	root, err := lookupAccount("root")
 	if err != nil {
 		return nil, fmt.Errorf("config repository: %w", err)
@@ -33,7 +36,7 @@ func newConfigRepo(url, branch, file, dir string, log *slog.Logger, observe func
 	home := filepath.Join(dir, ".pgo", ".config")
 	r := &repo{dir: filepath.Join(home, "repo"), url: url, branch: branch, acct: root,
 		secrets: urlSecrets(url), log: log, observe: observe}
-	return &configRepo{repo: r, file: file, dir: home}, nil
+	return &configRepo{repo: r, file: file, dir: home, signers: signers}, nil
 }
 
 func (c *configRepo) savedPath() string  { return filepath.Join(c.dir, "pgo.toml") }
@@ -74,6 +77,27 @@ func (c *configRepo) read(ctx context.Context, commit string) ([]byte, error) {
 			short(commit), c.file, err)
 	}
 	return data, nil
+}
+
+// verify checks, with --config-signers, that a key of that file signed
+// commit, as git's SSH signatures do (gpg.format=ssh). The file is read
+// anew each time: a key added or removed counts from the next commit on.
+func (c *configRepo) verify(ctx context.Context, commit string) error {
+	if c.signers == "" {
+		return nil
+	}
+	data, err := readNoFollow(c.signers, maxKeyFileSize)
+	if err != nil {
+		return fmt.Errorf("config commit %s cannot be verified: --config-signers: %w", short(commit), err)
+	}
+	keys, problems := parseKeyFile(c.signers, data, maxKeys, time.Now())
+	if len(keys) == 0 {
+		return fmt.Errorf("config commit %s cannot be verified: %s lists no key that may sign (%s)", short(commit), c.signers, strings.Join(problems, "; "))
+	}
+	if err := c.repo.verifyCommit(ctx, commit, keys); err != nil {
+		return fmt.Errorf("config %w", err)
+	}
+	return nil
 }
 
 // keep makes commit's config the last good one. The commit is written

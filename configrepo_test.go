@@ -94,10 +94,6 @@ func TestConfigRepoFlags(t *testing.T) {
 	if f, _ := parseDaemonFlags(nil, &stdout, &stderr); f == nil || f.name == "" {
 		t.Errorf("--name has no default: %+v", f)
 	}
-	t.Setenv(configRepoEnv, "https://oauth2:glpat-S3cretT0kenValue@git.example.org/ops/fleet.git")
-	if f, _ := parseDaemonFlags(nil, &stdout, &stderr); f == nil || f.configRepo != os.Getenv(configRepoEnv) {
-		t.Errorf("$%s is not the config repository: %+v", configRepoEnv, f)
-	}
 	for _, c := range []struct {
 		args []string
 		want string
@@ -107,11 +103,17 @@ func TestConfigRepoFlags(t *testing.T) {
 		{[]string{"--config-repo", "/srv/fleet.git", "--config-branch", "a..b"}, `--config-branch "a..b" is not a valid git branch name`},
 		{[]string{"--config-repo", "/srv/fleet.git", "--config-file", "../pgo.toml"}, `--config-file "../pgo.toml"`},
 		{[]string{"--config-repo", "/srv/fleet.git", "--config-interval", "10ms"}, "--config-interval 10ms is too short"},
+		{[]string{"--config-signers", "/etc/pgo/config-signers"}, "--config-signers is for --config-repo"},
+		{[]string{"--config-repo", "/srv/fleet.git", "--config-signers", "signers"}, `--config-signers "signers": give an absolute path`},
 	} {
 		stderr.Reset()
 		if _, code := parseDaemonFlags(c.args, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", c.args, code, stderr.String(), c.want)
 		}
+	}
+	t.Setenv(configRepoEnv, "https://oauth2:glpat-S3cretT0kenValue@git.example.org/ops/fleet.git")
+	if f, _ := parseDaemonFlags(nil, &stdout, &stderr); f == nil || f.configRepo != os.Getenv(configRepoEnv) {
+		t.Errorf("$%s is not the config repository: %+v", configRepoEnv, f)
 	}
 }
 
@@ -134,7 +136,7 @@ func TestConfigRepo(t *testing.T) {
 	}
 	first := write("fleet/pgo.toml", fleetConfig)
 	dir := t.TempDir()
-	c, err := newConfigRepo(g.bare, "main", "fleet/pgo.toml", dir, nil, nil)
+	c, err := newConfigRepo(g.bare, "main", "fleet/pgo.toml", "", dir, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +182,7 @@ func TestConfigRepo(t *testing.T) {
 // TestConfigRepoHidesCredentials: a URL's password is in no error.
 func TestConfigRepoHidesCredentials(t *testing.T) {
 	const secret = "glpat-S3cretT0kenValue"
-	c, err := newConfigRepo("https://oauth2:"+secret+"@127.0.0.1:1/ops/fleet.git", "main", "pgo.toml", t.TempDir(), nil, nil)
+	c, err := newConfigRepo("https://oauth2:"+secret+"@127.0.0.1:1/ops/fleet.git", "main", "pgo.toml", "", t.TempDir(), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,4 +211,57 @@ func metricsOf(m *metrics) string {
 	rec := httptest.NewRecorder()
 	m.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	return rec.Body.String()
+}
+
+// TestConfigRepoSigned: with --config-signers, a config commit verifies
+// only when a key of that file signed it; an unsigned one and one signed by
+// another key are refused, and a key added to the file counts at once.
+func TestConfigRepoSigned(t *testing.T) {
+	ops, other := newSigningKey(t, "ops"), newSigningKey(t, "intruder")
+	g := newGitRepo(t)
+	commit := func(key signingKey) string {
+		t.Helper()
+		os.WriteFile(filepath.Join(g.work, "pgo.toml"), []byte(fleetConfig+"# "+key.line+"\n"), 0o644)
+		gitT(t, g.work, "add", "-A")
+		args := []string{"-c", "commit.gpgsign=false", "commit", "-q", "-m", "config"}
+		if key.file != "" {
+			args = []string{"-c", "gpg.format=ssh", "-c", "user.signingkey=" + key.file, "commit", "-q", "-S", "-m", "config"}
+		}
+		gitT(t, g.work, args...)
+		gitT(t, g.work, "push", "-q", g.bare, "HEAD:main")
+		return gitT(t, g.work, "rev-parse", "HEAD")
+	}
+	signers := filepath.Join(t.TempDir(), "config-signers")
+	os.WriteFile(signers, []byte("# who may change the fleet\n"+ops.line+"\n"), 0o600)
+	c, err := newConfigRepo(g.bare, "main", "pgo.toml", signers, t.TempDir(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	judge := func(head string) error {
+		t.Helper()
+		if _, err := c.read(ctx, head); err != nil {
+			t.Fatal(err)
+		}
+		return c.verify(ctx, head)
+	}
+	if err := judge(commit(ops)); err != nil {
+		t.Errorf("a commit signed by a listed key: %v", err)
+	}
+	unsigned := commit(signingKey{})
+	if err := judge(unsigned); err == nil || !strings.Contains(err.Error(), "config commit "+short(unsigned)+" is not signed; --config-signers asks for signed config commits: sign it with an SSH key listed in "+signers) {
+		t.Errorf("an unsigned commit: %v", err)
+	}
+	foreign := commit(other)
+	if err := judge(foreign); err == nil || !strings.Contains(err.Error(), other.fingerprint()+", which is not a key in "+signers+": sign it with one that is, or add the key to "+signers) {
+		t.Errorf("a commit signed by a key not listed: %v", err)
+	}
+	os.WriteFile(signers, []byte(ops.line+"\n"+other.line+"\n"), 0o600)
+	if err := c.verify(ctx, foreign); err != nil {
+		t.Errorf("the same commit once its key is listed: %v", err)
+	}
+	os.WriteFile(signers, []byte("# nobody\n"), 0o600)
+	if err := c.verify(ctx, foreign); err == nil || !strings.Contains(err.Error(), "lists no key that may sign") {
+		t.Errorf("with no key listed: %v", err)
+	}
 }

@@ -41,6 +41,10 @@ Flags:
                            a URL with a token goes in $PGOD_CONFIG_REPO instead
         --config-file PATH the config's path in that repository (default pgo.toml)
         --config-interval D how often to ask it for a new commit (default 1m)
+        --config-signers FILE
+                           apply only config commits signed (git's
+                           gpg.format=ssh) by a key in FILE, authorized_keys
+                           lines
         --name NAME        this host's name in services' hosts lists
                            (default the machine's host name)
     -d, --dir DIR          checkouts and state (default /var/lib/pgo)
@@ -75,6 +79,7 @@ type daemonFlags struct {
 	configBranch         string
 	configFile           string        // the config's path inside configRepo
 	configInterval       time.Duration // how often configRepo is asked for a new commit
+	configSigners        string        // authorized_keys file of the keys that may sign its commits; "" for none
 	sshAddr, metricsAddr string
 	webhooksAddr         string
 	hostKey, docker      string
@@ -102,6 +107,7 @@ func parseDaemonFlags(args []string, stdout, stderr io.Writer) (*daemonFlags, in
 	fs.StringVar(&f.configBranch, "config-branch", "main", "")
 	fs.StringVar(&f.configFile, "config-file", "pgo.toml", "")
 	fs.DurationVar(&f.configInterval, "config-interval", time.Minute, "")
+	fs.StringVar(&f.configSigners, "config-signers", "", "")
 	fs.StringVar(&f.name, "name", "", "")
 	both(&f.dir, "d", "dir", "/var/lib/pgo")
 	both(&f.sshAddr, "s", "ssh", ":2222")
@@ -177,6 +183,8 @@ const configRepoEnv = "PGOD_CONFIG_REPO"
 // configRepoProblem says what is wrong with the --config-* flags, or "".
 func configRepoProblem(f *daemonFlags) string {
 	switch {
+	case f.configRepo == "" && f.configSigners != "":
+		return "--config-signers is for --config-repo: give the repository too"
 	case f.configRepo == "":
 		return ""
 	case repositoryProblem(f.configRepo) != "":
@@ -187,6 +195,8 @@ func configRepoProblem(f *daemonFlags) string {
 		return fmt.Sprintf("--config-file %q %s", f.configFile, relPathProblem(f.configFile))
 	case f.configInterval < time.Second:
 		return fmt.Sprintf("--config-interval %s is too short, at least 1s", f.configInterval)
+	case f.configSigners != "" && !filepath.IsAbs(f.configSigners):
+		return fmt.Sprintf("--config-signers %q: give an absolute path", f.configSigners)
 	}
 	return ""
 }
@@ -280,7 +290,7 @@ func (d *Daemon) start() error {
 		return errors.New("--dir is /; give it a directory of its own, such as /var/lib/pgo")
 	}
 	if d.flags.configRepo != "" {
-		configs, err := newConfigRepo(d.flags.configRepo, d.flags.configBranch, d.flags.configFile, d.flags.dir, d.log,
+		configs, err := newConfigRepo(d.flags.configRepo, d.flags.configBranch, d.flags.configFile, d.flags.configSigners, d.flags.dir, d.log,
 			func(cmd string, err error) { d.metrics.command("", cmd, err) })
 		if err != nil {
 			return err
@@ -537,6 +547,9 @@ func (d *Daemon) fetchConfig(ctx context.Context, skip ...string) (cfg *Config, 
 	data, err := d.configs.read(ctx, head)
 	if err != nil {
 		return nil, nil, "", err
+	}
+	if err := d.configs.verify(ctx, head); err != nil {
+		return nil, nil, head, err
 	}
 	if cfg, err = parseConfig(d.configs.label(head), data); err != nil {
 		return nil, nil, head, err

@@ -170,3 +170,50 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(kept, "\n")
 }
+
+// TestE2EConfigRepoSigned: with --config-signers, a config commit applies
+// only when a listed key signed it; an unsigned one is refused, named, and
+// changes nothing.
+func TestE2EConfigRepoSigned(t *testing.T) {
+	e2eNeed(t)
+	e2eUser(t)
+	a, b := uniqueName("signeda"), uniqueName("signedb")
+	upA, upB := newUpstream(t), newUpstream(t)
+	upA.commit(t, map[string]string{"compose.yaml": webCompose(a)})
+	upB.commit(t, map[string]string{"compose.yaml": webCompose(b)})
+	keys := openTempDir(t)
+	ops := newKey(t, keys, "ops")
+	signers := filepath.Join(keys, "config-signers")
+	os.WriteFile(signers, []byte(readFile(t, ops+".pub")), 0o600)
+
+	configs := newUpstream(t)
+	commit := func(config string, signed bool) string {
+		t.Helper()
+		os.WriteFile(filepath.Join(configs.work, "pgo.toml"), []byte(config), 0o644)
+		sh(t, configs.work, "git", "add", "-A")
+		args := []string{"-c", "commit.gpgsign=false", "commit", "-q", "-m", "fleet"}
+		if signed {
+			args = []string{"-c", "gpg.format=ssh", "-c", "user.signingkey=" + ops, "commit", "-q", "-S", "-m", "fleet"}
+		}
+		sh(t, configs.work, "git", args...)
+		sh(t, configs.work, "git", "push", "-q", configs.bare, "HEAD:main")
+		return sh(t, configs.work, "git", "rev-parse", "HEAD")
+	}
+	first := commit(serviceTOML(a, upA.bare), true)
+	d := startDaemon(t, serviceTOML(a, upA.bare)+serviceTOML(b, upB.bare),
+		"--config-repo", configs.bare, "--config-interval", "1s", "--config-signers", signers)
+	pageIs(t, a, a, 90*time.Second)
+	configIs(t, d, first)
+
+	unsigned := commit(serviceTOML(a, upA.bare)+serviceTOML(b, upB.bare), false)
+	d.logShows(t, "config commit "+short(unsigned)+" not applied, the running one stays: config commit "+short(unsigned)+
+		" is not signed; --config-signers asks for signed config commits", 30*time.Second)
+	configIs(t, d, first)
+	if _, err := os.Stat(filepath.Join(d.dir, b)); err == nil {
+		t.Errorf("the unsigned commit's service %s was cloned", b)
+	}
+
+	signed := commit(serviceTOML(a, upA.bare)+serviceTOML(b, upB.bare)+"# signed\n", true)
+	configIs(t, d, signed)
+	pageIs(t, b, b, 90*time.Second)
+}

@@ -216,11 +216,15 @@ func (r *repo) signature(ctx context.Context, file, commit string) (commitSignat
 func (r *repo) signatureProblem(ctx context.Context, commit string, sig commitSignature, signers []*authorizedKey, now time.Time) error {
 	id := short(commit)
 	origin := signersOrigin(signers)
+	rule, ruleOn, addKey := "signed_commits", "signed_commits is on for this service", "add the key in a commit signed by one"
+	if file, ok := configSignersFile(signers); ok {
+		rule, ruleOn, addKey = "--config-signers", "--config-signers asks for signed config commits", "add the key to "+file
+	}
 	switch {
 	case sig.status == 'N' && r.foreignSignature(ctx, commit):
-		return fmt.Errorf("commit %s carries an OpenPGP or X.509 signature; signed_commits takes SSH signatures only: sign it with an SSH key listed %s (git commit -S with gpg.format=ssh)", id, origin)
+		return fmt.Errorf("commit %s carries an OpenPGP or X.509 signature; %s takes SSH signatures only: sign it with an SSH key listed %s (git commit -S with gpg.format=ssh)", id, rule, origin)
 	case sig.status == 'N':
-		return fmt.Errorf("commit %s is not signed; signed_commits is on for this service: sign it with an SSH key listed %s (git commit -S with gpg.format=ssh)", id, origin)
+		return fmt.Errorf("commit %s is not signed; %s: sign it with an SSH key listed %s (git commit -S with gpg.format=ssh)", id, ruleOn, origin)
 	case sig.status == 'B':
 		return fmt.Errorf("commit %s has a bad signature: the commit is not what was signed; sign it again with a key listed %s (git commit --amend -S --no-edit)", id, origin)
 	case sig.status != 'G' && sig.status != 'U' || sig.fingerprint == "":
@@ -230,8 +234,8 @@ func (r *repo) signatureProblem(ctx context.Context, commit string, sig commitSi
 		return fmt.Errorf("commit %s is signed by %s, whose key (%s) expired at %s: sign it with a current key listed %s",
 			id, sig.fingerprint, k.source, k.expiry.Format(time.RFC3339), origin)
 	}
-	return fmt.Errorf("commit %s is signed by %s, which is not a key %s: sign it with one that is, or add the key in a commit signed by one",
-		id, sig.fingerprint, origin)
+	return fmt.Errorf("commit %s is signed by %s, which is not a key %s: sign it with one that is, or %s",
+		id, sig.fingerprint, origin, addKey)
 }
 
 // foreignSignature reports whether commit carries a signature git did not
@@ -321,6 +325,16 @@ func writeReadableBy(acct *account, dir, file, data string) error {
 	return nil
 }
 
+// configSignersFile returns the --config-signers file the keys were read
+// from, whose sources are "/path:line"; ok is false for a service's keys.
+func configSignersFile(signers []*authorizedKey) (file string, ok bool) {
+	if len(signers) == 0 || !strings.HasPrefix(signers[0].source, "/") {
+		return "", false
+	}
+	file, _, _ = strings.Cut(signers[0].source, ":")
+	return file, true
+}
+
 // findFingerprint returns the first of keys whose SHA256 fingerprint is fp, or nil.
 func findFingerprint(keys []*authorizedKey, fp string) *authorizedKey {
 	for _, k := range keys {
@@ -332,8 +346,12 @@ func findFingerprint(keys []*authorizedKey, fp string) *authorizedKey {
 }
 
 // signersOrigin says where signers were listed, for an error: under ssh/
-// of the deployed commit, or in pgo.toml for the first deploy.
+// of the deployed commit, in pgo.toml for the first deploy, or in the
+// --config-signers file for a config commit.
 func signersOrigin(signers []*authorizedKey) string {
+	if file, ok := configSignersFile(signers); ok {
+		return "in " + file
+	}
 	for _, k := range signers {
 		if !strings.HasPrefix(k.source, "ssh/") {
 			return "in signers of the service in pgo.toml"
