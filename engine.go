@@ -115,10 +115,18 @@ func (e *engineAPI) ping(ctx context.Context) error {
 	return err
 }
 
-// labelFilter is the engine's filters parameter selecting by labels.
+// filters is the engine's filters parameter.
+func filters(f map[string][]string) url.Values {
+	b, _ := json.Marshal(f)
+	return url.Values{"filters": {string(b)}}
+}
+
+// labelFilter is the engine's filters parameter selecting by labels, for
+// every container, stopped ones too.
 func labelFilter(labels ...string) url.Values {
-	f, _ := json.Marshal(map[string][]string{"label": labels})
-	return url.Values{"all": {"1"}, "filters": {string(f)}}
+	q := filters(map[string][]string{"label": labels})
+	q.Set("all", "1")
+	return q
 }
 
 // apiContainer is one container of the engine's list.
@@ -284,8 +292,8 @@ type engineEvent struct {
 // connected runs once the engine has accepted the request, before the
 // first event: what the caller lists then is current from that moment.
 func (e *engineAPI) events(ctx context.Context, connected func() error, saw func(engineEvent)) error {
-	f, _ := json.Marshal(map[string][]string{"type": {"container"}, "label": {composeProjectLabel}})
-	resp, err := e.do(ctx, e.stream, "/events", url.Values{"filters": {string(f)}})
+	q := filters(map[string][]string{"type": {"container"}, "label": {composeProjectLabel}})
+	resp, err := e.do(ctx, e.stream, "/events", q)
 	if err != nil {
 		return err
 	}
@@ -325,16 +333,14 @@ type apiSwarm struct {
 
 // apiService is what pgod reads of a swarm service.
 type apiService struct {
-	ID        string    `json:"ID"`
-	UpdatedAt time.Time `json:"UpdatedAt"`
-	Spec      struct {
+	ID   string `json:"ID"`
+	Spec struct {
 		Name         string          `json:"Name"`
 		TaskTemplate json.RawMessage `json:"TaskTemplate"`
 		Mode         struct {
 			Replicated *struct {
 				Replicas *int `json:"Replicas"`
-			} `json:"Replicated"`
-			Global *struct{} `json:"Global"`
+			} `json:"Replicated"` // nil for a global service
 		} `json:"Mode"`
 	} `json:"Spec"`
 	UpdateStatus *struct {
@@ -371,12 +377,6 @@ func (e *engineAPI) swarmInfo(ctx context.Context) (apiSwarm, error) {
 	}
 	err := e.get(ctx, "/info", nil, &info)
 	return info.Swarm, err
-}
-
-// filters is the engine's filters parameter.
-func filters(f map[string][]string) url.Values {
-	b, _ := json.Marshal(f)
-	return url.Values{"filters": {string(b)}}
 }
 
 // stackServices lists the services of stack.
