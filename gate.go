@@ -230,12 +230,8 @@ func (w *worker) awaitHealthy(ctx context.Context, project []byte) (*deployError
 		if time.Now().After(deadline) {
 			break
 		}
-		timer := time.NewTimer(healthPoll)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
+		if pauseCtx(ctx, healthPoll) != nil {
 			return deployFailure(resultTimeout, "timeout while waiting for the containers: %s", strings.Join(v.waiting, ", ")), nil
-		case <-timer.C:
 		}
 	}
 	if v.ready() {
@@ -245,6 +241,18 @@ func (w *worker) awaitHealthy(ctx context.Context, project []byte) (*deployError
 		return deployFailure(resultUnhealthy, "unhealthy after %s: %s", limit, strings.Join(v.waiting, ", ")), w.lastLogs(ctx, v.unhealthy)
 	}
 	return deployFailure(resultTimeout, "timeout: not ready after %s: %s", limit, strings.Join(v.waiting, ", ")), w.lastLogs(ctx, v.pending)
+}
+
+// pauseCtx waits d, or less when ctx ends; the health gates poll with it.
+func pauseCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // lastLogs returns the last log lines of a container, nil when there is none.

@@ -156,18 +156,6 @@ func (w *worker) stackRemove(ctx context.Context, out io.Writer, timeout time.Du
 	}
 }
 
-// pauseCtx waits d, or less when ctx ends.
-func pauseCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 // stackTasks reads the stack's services, by name, and their tasks.
 func (w *worker) stackTasks(ctx context.Context) (map[string]apiService, []apiTask, error) {
 	api, err := w.swarmEngine()
