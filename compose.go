@@ -53,13 +53,7 @@ func (w *worker) runnableProject(project []byte, mount bool) ([]byte, error) {
 		return nil, err
 	}
 	dropNetRawOnSharedNetworks(proj, w.d.sharedNetworks(w.svc.Name))
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(proj); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
+	return encodeProject(proj, "")
 }
 
 // startsContainers reports whether a compose command may create or start a

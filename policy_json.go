@@ -1,7 +1,8 @@
 package main
 
 // Reading compose's canonical JSON: the policy looks at it through these
-// helpers, which never panic on a value of the wrong type.
+// helpers, which never panic on a value of the wrong type; encodeProject
+// writes a changed project back.
 
 import (
 	"bytes"
@@ -28,6 +29,20 @@ func decodeProject(project []byte) (map[string]any, error) {
 		return nil, fmt.Errorf("the project is not a JSON object")
 	}
 	return p, nil
+}
+
+// encodeProject writes a project as JSON again, "<" and ">" as they are
+// (compose reads them back either way, and people read the files), each
+// level indented by indent ("" for one line).
+func encodeProject(p map[string]any, indent string) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", indent)
+	if err := enc.Encode(p); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }
 
 func jsonObject(v any) map[string]any {

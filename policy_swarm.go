@@ -11,7 +11,6 @@ package main
 // refuses a project holding any other key with a value.
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -259,28 +258,10 @@ func stackFile(project []byte, name string, placement []string) ([]byte, error) 
 			n["driver"] = "overlay"
 		}
 	}
-	for _, kind := range []string{"secrets", "configs"} {
-		objs := jsonObject(out[kind])
-		for _, key := range slices.Sorted(maps.Keys(objs)) {
-			o := jsonObject(objs[key])
-			file := jsonString(o["file"])
-			if o == nil || file == "" {
-				continue
-			}
-			n, err := contentName(name, key, file)
-			if err != nil {
-				return nil, fmt.Errorf("%s %q: %w", strings.TrimSuffix(kind, "s"), key, err)
-			}
-			o["name"] = n
-		}
-	}
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(out); err != nil {
+	if err := nameFileObjects(out, name); err != nil {
 		return nil, err
 	}
-	return b.Bytes(), nil
+	return encodeProject(out, "")
 }
 
 // nameByContent names project's secrets and configs after their files'
@@ -293,25 +274,29 @@ func nameByContent(project []byte, name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := nameFileObjects(p, name); err != nil {
+		return nil, err
+	}
+	return encodeProject(p, "  ")
+}
+
+// nameFileObjects names each secret and config of p that comes from a
+// file after the file's content (contentName).
+func nameFileObjects(p map[string]any, name string) error {
 	for _, kind := range []string{"secrets", "configs"} {
 		objs := jsonObject(p[kind])
 		for _, key := range slices.Sorted(maps.Keys(objs)) {
 			o := jsonObject(objs[key])
 			if file := jsonString(o["file"]); file != "" {
-				if o["name"], err = contentName(name, key, file); err != nil {
-					return nil, fmt.Errorf("%s %q: %w", strings.TrimSuffix(kind, "s"), key, err)
+				n, err := contentName(name, key, file)
+				if err != nil {
+					return fmt.Errorf("%s %q: %w", strings.TrimSuffix(kind, "s"), key, err)
 				}
+				o["name"] = n
 			}
 		}
 	}
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(p); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
+	return nil
 }
 
 // stackService puts a service's values in the types docker stack deploy's
