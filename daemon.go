@@ -515,10 +515,7 @@ func (d *Daemon) firstConfig(ctx context.Context) (*Config, map[string]*account,
 	if commit != "" {
 		d.configRefused = commit
 	}
-	if cfg, err = parseConfig(d.configs.label(saved), data); err != nil {
-		return nil, nil, err
-	}
-	if accounts, err = d.hostConfig(cfg); err != nil {
+	if cfg, accounts, err = d.checkRepoConfig(saved, data); err != nil {
 		return nil, nil, err
 	}
 	d.runsConfig(saved)
@@ -551,14 +548,25 @@ func (d *Daemon) fetchConfig(ctx context.Context, skip ...string) (cfg *Config, 
 	if err := d.configs.verify(ctx, head); err != nil {
 		return nil, nil, head, err
 	}
-	if cfg, err = parseConfig(d.configs.label(head), data); err != nil {
+	if cfg, accounts, err = d.checkRepoConfig(head, data); err != nil {
 		return nil, nil, head, err
 	}
-	if accounts, err = d.hostConfig(cfg); err != nil {
-		return nil, nil, head, err
+	return cfg, accounts, head, nil
+}
+
+// checkRepoConfig parses and checks data, the config commit holds, as a
+// reload does, and keeps what this host runs.
+func (d *Daemon) checkRepoConfig(commit string, data []byte) (*Config, map[string]*account, error) {
+	cfg, err := parseConfig(d.configs.label(commit), data)
+	if err != nil {
+		return nil, nil, err
+	}
+	accounts, err := d.hostConfig(cfg)
+	if err != nil {
+		return nil, nil, err
 	}
 	cfg.data = data
-	return cfg, accounts, head, nil
+	return cfg, accounts, nil
 }
 
 // followConfig applies the config repository's head when it is new and

@@ -69,20 +69,10 @@ func (w *worker) stackDeploy(ctx context.Context, project []byte, out io.Writer)
 		return fmt.Errorf("stack deploy: %w", err)
 	}
 	resolve := w.resolveImage(ctx, project)
-	cmd := w.acct.engineCommand(ctx, w.composeEnv(), w.d.flags.docker, "stack", "deploy", "--prune", "--with-registry-auth",
+	text, err := w.runStack(ctx, stack, out, "deploy", "--prune", "--with-registry-auth",
 		"--resolve-image", resolve, "--detach=true", "-c", "-", w.svc.Name)
-	cmd.Stdin = bytes.NewReader(stack)
-	output := newTail(maxTail)
-	cmd.Stdout, cmd.Stderr = output, output
-	if out != nil {
-		cmd.Stdout, cmd.Stderr = io.MultiWriter(output, out), io.MultiWriter(output, out)
-	}
-	w.log.Debug("run", "cmd", "docker stack deploy --resolve-image "+resolve+" "+w.svc.Name)
-	err = cmd.Run()
-	w.d.metrics.command(w.svc.Name, "stack deploy", err)
-	text := strings.TrimSpace(output.String())
 	if err != nil {
-		return fmt.Errorf("stack deploy: %s", redact(lastLines(text, 3), w.secrets))
+		return err
 	}
 	if strings.Contains(text, "Ignoring") {
 		// The stack file holds only keys stack deploy applies: a docker
@@ -90,6 +80,29 @@ func (w *worker) stackDeploy(ctx context.Context, project []byte, out io.Writer)
 		w.log.Warn("docker stack deploy ignored part of the stack file: " + redact(lastLines(text, 3), w.secrets))
 	}
 	return nil
+}
+
+// runStack runs "docker stack SUB args..." as the service's user, stdin
+// (when not nil) on its standard input, its output to out (may be nil) and
+// returned, the end of it in the error when it fails.
+func (w *worker) runStack(ctx context.Context, stdin []byte, out io.Writer, sub string, args ...string) (string, error) {
+	cmd := w.acct.engineCommand(ctx, w.composeEnv(), w.d.flags.docker, append([]string{"stack", sub}, args...)...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	output := newTail(maxTail)
+	cmd.Stdout, cmd.Stderr = output, output
+	if out != nil {
+		cmd.Stdout, cmd.Stderr = io.MultiWriter(output, out), io.MultiWriter(output, out)
+	}
+	w.log.Debug("run", "cmd", "docker stack "+sub+" "+strings.Join(args, " "))
+	err := cmd.Run()
+	w.d.metrics.command(w.svc.Name, "stack "+sub, err)
+	text := strings.TrimSpace(output.String())
+	if err != nil {
+		return text, fmt.Errorf("stack %s: %s", sub, redact(lastLines(text, 3), w.secrets))
+	}
+	return text, nil
 }
 
 // resolveImage chooses docker stack deploy's --resolve-image. With
@@ -121,16 +134,8 @@ func (w *worker) resolveImage(ctx context.Context, project []byte) string {
 // its services and networks are gone: a deploy right after would find a
 // network that is on its way out, and fail.
 func (w *worker) stackRemove(ctx context.Context, out io.Writer, timeout time.Duration) error {
-	cmd := w.acct.engineCommand(ctx, w.composeEnv(), w.d.flags.docker, "stack", "rm", w.svc.Name)
-	output := newTail(maxTail)
-	cmd.Stdout, cmd.Stderr = output, output
-	if out != nil {
-		cmd.Stdout, cmd.Stderr = io.MultiWriter(output, out), io.MultiWriter(output, out)
-	}
-	err := cmd.Run()
-	w.d.metrics.command(w.svc.Name, "stack rm", err)
-	if err != nil {
-		return fmt.Errorf("stack rm: %s", redact(lastLines(strings.TrimSpace(output.String()), 3), w.secrets))
+	if _, err := w.runStack(ctx, nil, out, "rm", w.svc.Name); err != nil {
+		return err
 	}
 	api, err := w.swarmEngine()
 	if err != nil {
