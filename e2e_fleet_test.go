@@ -4,6 +4,8 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -156,7 +158,14 @@ func configIs(t *testing.T, d *daemonProc, commit string) {
 	t.Helper()
 	want := fmt.Sprintf(`commit=%q} 1`, commit)
 	waitFor(t, "pgod to run config commit "+short(commit), 30*time.Second, func() bool {
-		return strings.Contains(grepLines(metricsText(t, d), "pgo_config_info{"), want)
+		// A pgod just started may log before its metrics listener is up.
+		resp, err := http.Get("http://" + d.metric + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return strings.Contains(grepLines(string(body), "pgo_config_info{"), want)
 	})
 }
 
